@@ -1,0 +1,1 @@
+"""Triton kernels, one file per op. Imported lazily by fastgan.ops so fastgan works without triton."""
