@@ -30,10 +30,24 @@ def sources(csrc):
     return srcs, with_cuda
 
 
+def cpu_capability():
+    """"AVX2" where this machine's CPU (as torch sees it) runs AVX2 + FMA code, else "DEFAULT"."""
+    import torch
+
+    if os.getenv("FASTGAN_CPU_CAPABILITY"):
+        return os.getenv("FASTGAN_CPU_CAPABILITY")
+    return "AVX2" if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else "DEFAULT"
+
+
 def compile_args(with_cuda, debug=False):
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # at::parallel_for's OpenMP body is an inline template: without -fopenmp it runs on one thread.
     cxx = opt + ["-fopenmp", "-std=c++17"] + (["-DWITH_CUDA"] if with_cuda else [])
+    # at::vec::Vectorized compiles to AVX2 + Sleef (exported by libtorch_cpu) only when told the capability,
+    # as torch builds its own kernels; otherwise it is a scalar loop. The exp/log1p loss kernel runs
+    # several times faster with it. FASTGAN_CPU_CAPABILITY=DEFAULT builds portable code for other CPUs.
+    if cpu_capability() == "AVX2":
+        cxx += ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     nvcc = opt + ["-std=c++17", "--expt-relaxed-constexpr", "-DWITH_CUDA"]
     if not os.getenv("TORCH_CUDA_ARCH_LIST"):
         nvcc += ["-gencode=arch=compute_90,code=sm_90"]

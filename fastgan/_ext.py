@@ -39,7 +39,8 @@ def _build_dir(with_cuda):
             digest.update(os.path.relpath(path, csrc_dir()).encode())
             with open(path, "rb") as f:
                 digest.update(f.read())
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}"
+    tag = (f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}-"
+           f"{'cuda' if with_cuda else 'cpu'}-{_build_config.cpu_capability().lower()}")
     root = os.getenv("FASTGAN_BUILD_DIR") or os.path.join(
         os.getenv("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastgan"
     )

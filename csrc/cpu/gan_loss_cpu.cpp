@@ -4,6 +4,7 @@
 #include "cpu/gan_loss_cpu.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <array>
@@ -27,10 +28,61 @@ void accumulate(Sums& s, const LogLossTerm<scalar_t>& t, bool target_real) {
   s[kStatNan] += t.nan;
 }
 
+// log1p(e) for e = exp(-|x|) in (0, 1]. Sleef's log1pf is 4x the cost of everything else in the loop
+// (3.9 ms vs 0.9 ms for 2M floats on one AVX2 core), so float uses log1p(e) = 2 atanh(s), s = e / (2 + e)
+// <= 1/3, summed to s^15: the first term dropped is below s^17/17 < 6e-10, under float's rounding.
+inline at::vec::Vectorized<float> log1p_unit(const at::vec::Vectorized<float>& e) {
+  using Vec = at::vec::Vectorized<float>;
+  const Vec s = e / (Vec(2.f) + e), s2 = s * s;
+  Vec poly(1.f / 15);
+  for (float c : {1.f / 13, 1.f / 11, 1.f / 9, 1.f / 7, 1.f / 5, 1.f / 3, 1.f}) poly = at::vec::fmadd(poly, s2, Vec(c));
+  return Vec(2.f) * s * poly;
+}
+inline at::vec::Vectorized<double> log1p_unit(const at::vec::Vectorized<double>& e) { return e.log1p(); }
+
+// The same math as logloss_term (common/gan_loss_math.h), on at::vec lanes (AVX2 where the build
+// found it); the tail that does not fill a vector goes through logloss_term itself. exp is torch's
+// exp_u20 (2 ulp; 0.47 ms vs 0.75 ms for 2M floats). Lanes accumulate in scalar_t over 32-element
+// groups and then in double, so float32 sums of 1M terms keep ~1e-7 relative error.
 template <typename scalar_t>
 void logloss_range(const scalar_t* logits, scalar_t* grad, int64_t begin, int64_t end, bool target_real,
                    scalar_t weight, Sums& sums) {
-  for (int64_t i = begin; i < end; ++i) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t kLanes = Vec::size();
+  constexpr int64_t kGroup = 32 * kLanes;
+  const Vec zero(0), one(1), w(weight), sign(target_real ? -1 : 1);
+  int64_t i = begin;
+  for (; i + kGroup <= end; i += kGroup) {
+    Vec loss(0), prob(0), correct(0), nan(0);
+    for (int64_t j = i; j < i + kGroup; j += kLanes) {
+      const Vec x = Vec::loadu(logits + j);
+      const Vec e = (zero - x.abs()).exp_u20();
+      const Vec positive = x >= zero;
+      const Vec big = one / (one + e), small = e * big;  // sigmoid(|x|), sigmoid(-|x|)
+      const Vec p = Vec::blendv(small, big, positive);           // sigmoid(x)
+      // softplus(sign x) = max(sign x, 0) + log1p(e); d/dx = -sigmoid(-x) (real) or sigmoid(x) (fake)
+      loss += at::vec::maximum(sign * x, zero) + log1p_unit(e);
+      if (grad) {
+        const Vec g = target_real ? zero - Vec::blendv(big, small, positive) : p;
+        (w * g).store(grad + j);
+      }
+      prob += p;
+      correct += (target_real ? x > zero : x < zero) & one;
+      nan += x.isnan() & one;
+    }
+    auto add = [](const Vec& v) {
+      scalar_t lanes[kLanes];
+      v.store(lanes);
+      double total = 0;
+      for (int64_t k = 0; k < kLanes; ++k) total += lanes[k];
+      return total;
+    };
+    sums[kStatLoss] += static_cast<double>(weight) * add(loss);
+    sums[target_real ? kStatProbReal : kStatProbFake] += add(prob);
+    sums[kStatCorrect] += add(correct);
+    sums[kStatNan] += add(nan);
+  }
+  for (; i < end; ++i) {
     LogLossTerm<scalar_t> t = logloss_term<scalar_t>(logits[i], target_real, weight);
     if (grad) grad[i] = t.grad;
     accumulate(sums, t, target_real);

@@ -51,8 +51,7 @@ def _gan_logloss_impl(real, fake, real_weight, fake_weight, compute_grad, backen
         return tuple(_ext.load().gan_logloss_cuda(real, fake, real_weight, fake_weight, compute_grad))
     if backend == "triton":
         return _triton().gan_logloss_forward(real, fake, real_weight, fake_weight, compute_grad)
-    return tuple(t.clone() if t.numel() else t for t in reference.gan_logloss(real, fake, real_weight, fake_weight,
-                                                                              compute_grad))
+    return reference.gan_logloss(real, fake, real_weight, fake_weight, compute_grad)
 
 
 @torch.library.custom_op("fastgan::gan_logloss", mutates_args=())
@@ -77,9 +76,18 @@ def _gan_logloss_setup_context(ctx, inputs, output):
     ctx.save_for_backward(grad_real, grad_fake)
 
 
+def _scale(grad_loss, grads):
+    """grad_loss * each gradient. loss.backward() passes 1.0: on the CPU (where the check costs no device
+    sync) the saved gradients are then returned as they are, which halves the fwd+bwd memory traffic.
+    Traced calls (fake or functional tensor subclasses, torch.compile) always multiply."""
+    eager = type(grad_loss) is torch.Tensor and not torch.compiler.is_compiling()
+    if eager and grad_loss.device.type == "cpu" and grad_loss.item() == 1.0:
+        return tuple(grads)
+    return tuple(grad_loss * g for g in grads)
+
+
 def _gan_logloss_backward(ctx, grad_loss, _grad_real, _grad_fake, _stats):
-    grad_real, grad_fake = ctx.saved_tensors
-    return grad_loss * grad_real, grad_loss * grad_fake, None, None, None, None
+    return _scale(grad_loss, ctx.saved_tensors) + (None, None, None, None)
 
 
 gan_logloss.register_autograd(_gan_logloss_backward, setup_context=_gan_logloss_setup_context)
@@ -93,7 +101,7 @@ def _gan_logloss_linear_impl(h_real, h_fake, weight, bias, real_weight, fake_wei
         return tuple(_ext.load().gan_logloss_linear_cuda(*args))
     if backend == "triton":
         return _triton().gan_logloss_linear_forward(*args)
-    return tuple(t.clone() if t.numel() else t for t in reference.gan_logloss_linear(*args))
+    return reference.gan_logloss_linear(*args)
 
 
 @torch.library.custom_op("fastgan::gan_logloss_linear", mutates_args=())
@@ -122,7 +130,7 @@ def _gan_logloss_linear_setup_context(ctx, inputs, output):
 
 
 def _gan_logloss_linear_backward(ctx, grad_loss, *_):
-    return tuple(grad_loss * g for g in ctx.saved_tensors) + (None, None, None, None)
+    return _scale(grad_loss, ctx.saved_tensors) + (None, None, None, None)
 
 
 gan_logloss_linear.register_autograd(_gan_logloss_linear_backward, setup_context=_gan_logloss_linear_setup_context)
