@@ -17,8 +17,10 @@ namespace {
 using Sums = std::array<double, kNumStats>;
 
 // 16k logits per chunk: large enough that at::parallel_for's per-chunk overhead vanishes, small enough
-// that 1M logits give 2 cores 64 chunks to share.
+// that 1M logits give 2 cores 64 chunks to share. Below 4 chunks the call stays on the calling thread:
+// waking the OpenMP team costs more than the paper's 200 logits take.
 constexpr int64_t kChunk = 16384;
+constexpr int64_t kParallelChunks = 4;
 
 template <typename scalar_t>
 void accumulate(Sums& s, const LogLossTerm<scalar_t>& t, bool target_real) {
@@ -136,7 +138,7 @@ std::vector<at::Tensor> gan_logloss_cpu(const at::Tensor& real_in, const at::Ten
     const scalar_t* f = fake.data_ptr<scalar_t>();
     scalar_t* gr = compute_grad ? grad_real.data_ptr<scalar_t>() : nullptr;
     scalar_t* gf = compute_grad ? grad_fake.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, real_chunks + fake_chunks, 1, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, real_chunks + fake_chunks, kParallelChunks, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const bool is_real = c < real_chunks;
         const int64_t begin = (is_real ? c : c - real_chunks) * kChunk;
@@ -174,9 +176,10 @@ std::vector<at::Tensor> gan_logloss_linear_cpu(const at::Tensor& h_real_in, cons
   at::Tensor loss = at::empty({}, weight.options());
 
   // Rows are cut into at most 64 fixed chunks (deterministic sums); each keeps its own dW partial in
-  // double, H values per chunk, added in chunk order at the end.
+  // double, H values per chunk, added in chunk order at the end. Chunks of at least kChunk values keep
+  // the paper's 200 x 240 on the calling thread.
   const int64_t rows = n_real + n_fake;
-  const int64_t chunk_rows = std::max<int64_t>(16, (rows + 63) / 64);
+  const int64_t chunk_rows = std::max<int64_t>(kChunk / std::max<int64_t>(H, 1) + 1, (rows + 63) / 64);
   const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
   std::vector<Sums> chunks(n_chunks, Sums{});
   std::vector<double> dw_partial(compute_grad ? n_chunks * H : 0, 0.0);
@@ -184,7 +187,7 @@ std::vector<at::Tensor> gan_logloss_linear_cpu(const at::Tensor& h_real_in, cons
   AT_DISPATCH_FLOATING_TYPES(dtype, "gan_logloss_linear_cpu", [&] {
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const scalar_t b = bias.data_ptr<scalar_t>()[0];
-    at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, n_chunks, kParallelChunks, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         double* dw = compute_grad ? &dw_partial[c * H] : nullptr;
         for (int64_t row = c * chunk_rows; row < std::min(rows, (c + 1) * chunk_rows); ++row) {
