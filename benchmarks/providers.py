@@ -8,13 +8,13 @@ from fastgan import backends
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def fused_providers():
+def fused_providers(prefix="fused"):
     names = []
     for b in ("cuda", "triton", "cpu"):
         reason = backends.why_not(b, DEVICE)
         if b == "triton" and DEVICE == "cpu":
             reason = "the Triton interpreter is not timed"
-        names.append(pytest.param(f"fused-{b}", marks=pytest.mark.skipif(reason is not None, reason=str(reason))))
+        names.append(pytest.param(f"{prefix}-{b}", marks=pytest.mark.skipif(reason is not None, reason=str(reason))))
     return names
 
 
