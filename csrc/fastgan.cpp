@@ -3,6 +3,8 @@
 #include <torch/extension.h>
 
 #include "cpu/gan_loss_cpu.h"
+#include "cpu/maxout_cpu.h"
+#include "cpu/parzen_cpu.h"
 #ifdef WITH_CUDA
 #include "cuda/bindings.h"
 #endif
@@ -17,8 +19,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gan_logloss_cpu", &fastgan::gan_logloss_cpu, "GAN log-loss, its gradient and D's statistics (CPU)");
   m.def("gan_logloss_linear_cpu", &fastgan::gan_logloss_linear_cpu,
         "GAN log-loss on h @ weight + bias, with gradients for h, weight and bias (CPU)");
+  m.def("maxout_dropout_cpu", &fastgan::maxout_dropout_cpu, "maxout + Philox dropout, with the int8 argmax (CPU)");
+  m.def("maxout_dropout_backward_cpu", &fastgan::maxout_dropout_backward_cpu,
+        "maxout + dropout backward, mask regenerated from seed and offset (CPU)");
+  m.def("maxout_linear_cpu", &fastgan::maxout_linear_cpu,
+        "maxout + dropout of x @ weight.T + bias, GEMM in tiles with the epilogue in cache (CPU)");
+  m.def("parzen_logsumexp_cpu", &fastgan::parzen_logsumexp_cpu,
+        "Parzen log-sum-exp over the centres for every sigma, GEMM tiles with an online-LSE epilogue (CPU)");
+  m.def("parzen_logsumexp_backward_cpu", &fastgan::parzen_logsumexp_backward_cpu,
+        "gradient of the Parzen log-sum-exp with respect to x, a second blocked pass (CPU)");
 #ifdef WITH_CUDA
   m.def("gan_logloss_cuda", &fastgan::gan_logloss_cuda, "GAN log-loss (CUDA)");
   m.def("gan_logloss_linear_cuda", &fastgan::gan_logloss_linear_cuda, "GAN log-loss on a linear layer (CUDA)");
+  m.def("parzen_logsumexp_cuda", &fastgan::parzen_logsumexp_cuda, "Parzen log-sum-exp for every sigma (CUDA)");
+  m.def("maxout_dropout_cuda", &fastgan::maxout_dropout_cuda, "maxout + Philox dropout (CUDA)");
+  m.def("maxout_dropout_backward_cuda", &fastgan::maxout_dropout_backward_cuda, "maxout + dropout backward (CUDA)");
+  m.def("maxout_linear_cuda", &fastgan::maxout_linear_cuda, "maxout + dropout of a linear layer, z not stored (CUDA)");
 #endif
 }

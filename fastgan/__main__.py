@@ -1,18 +1,250 @@
-"""Command line: `python -m fastgan info` (versions and backends)."""
+"""Command line for fastgan and the paper's experiments.
+
+  python -m fastgan info                                   versions, and which backends run here
+  python -m fastgan train --preset mnist-quick             train (Algorithm 1), print the Parzen LL, write samples.png
+  python -m fastgan evaluate runs/mnist-quick/checkpoint.pt   Parzen LL +- SE with the sigma curve (Table 1)
+  python -m fastgan sample CHECKPOINT                      Figure 2: samples beside their nearest training digit
+  python -m fastgan interpolate CHECKPOINT                 Figure 3: linear paths in z
+  python -m fastgan toy                                    Figure 1: the 1-D game, D against p_data/(p_data+p_g)
+"""
 import argparse
+import dataclasses
+import json
 import sys
+import time
+from pathlib import Path
+
+# Seeds for evaluation noise, apart from training's RNG, so evaluating never changes a resumed run.
+PARZEN_SEED = 1234
+FIGURE_SEED = 4321
+
+
+def _data_source(args):
+    if args.data_dir and args.download:
+        raise SystemExit("error: give --data-dir or --download, not both")
+    return str(args.data_dir) if args.data_dir else ("download" if args.download else "offline")
+
+
+def _add_data_args(parser):
+    group = parser.add_argument_group("data (default: the offline 5k MNIST subset shipped with fastgan)")
+    group.add_argument("--data-dir", type=Path, help="a directory with the four MNIST IDX files (gzipped or not)")
+    group.add_argument("--download", action="store_true", help="download full MNIST (SHA-256 checked) into the cache")
+    group.add_argument("--cache-dir", type=Path, help="where --download stores MNIST (default ~/.cache/fastgan/mnist)")
+
+
+def _load_data(source, cache_dir=None):
+    from .data import load_mnist
+
+    splits = load_mnist(source, cache_dir=cache_dir)
+    print(f"data: {splits.source}")
+    return splits
+
+
+def _parzen(generator, splits, n_samples, backend, progress=True):
+    import torch
+
+    from .evaluate import parzen_log_likelihood
+
+    generator.eval()
+    with torch.no_grad():
+        samples = generator.sample(n_samples, generator=torch.Generator().manual_seed(PARZEN_SEED))
+    generator.train()
+    return parzen_log_likelihood(samples, splits.valid.images, splits.test.images, progress=progress, backend=backend)
+
+
+def _load_checkpoint(path, backend):
+    from .train import Trainer, models_from_checkpoint
+
+    state = Trainer.load_checkpoint(path)
+    generator, discriminator = models_from_checkpoint(state, backend)
+    return state, generator, discriminator
+
+
+def cmd_train(args):
+    import torch
+
+    from .models import build_models
+    from .train import CHECKPOINT_NAME, PRESETS, Trainer, TrainingDiverged
+    from .viz import samples_figure
+
+    model_config, train_config = PRESETS[args.preset]
+    overrides = {name: getattr(args, name) for name in ("k", "lr", "seed", "checkpoint_every", "parzen_samples")
+                 if getattr(args, name) is not None}
+    if args.saturating:
+        overrides["saturating"] = True
+    train_config = dataclasses.replace(train_config, **overrides)
+    if args.steps is None and args.minutes is None:
+        steps, minutes = train_config.steps, train_config.minutes
+    else:
+        steps, minutes = args.steps, args.minutes
+    out = args.out or Path("runs") / args.preset
+    checkpoint = out / CHECKPOINT_NAME
+    if checkpoint.exists() and not args.resume:
+        raise SystemExit(f"error: {checkpoint} exists: pass --resume to continue it, or choose another --out")
+    source = _data_source(args)
+    splits = _load_data(source, args.cache_dir)
+    torch.manual_seed(train_config.seed)
+    generator, discriminator = build_models(model_config, splits.train.images.mean(0), backend=args.backend)
+    extra = dict(preset=args.preset, model_config=model_config.to_dict(), data_source=source)
+    trainer = Trainer(generator, discriminator, splits.train.images, train_config, out_dir=out, extra_state=extra)
+    results_path = out / "results.json"
+    if args.resume and checkpoint.exists():
+        trainer.load_state_dict(Trainer.load_checkpoint(checkpoint))
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        print(f"resumed {checkpoint} at step {trainer.step}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"Parzen log-likelihood of the test digits under the untrained generator "
+              f"({train_config.parzen_samples} samples):")
+        untrained = _parzen(generator, splits, train_config.parzen_samples, args.backend, progress=not args.no_progress)
+        print(f"  untrained: {untrained.summary()}")
+        results = dict(preset=args.preset, data=splits.source, backend=args.backend, untrained=untrained.to_dict())
+    budget = " or ".join(([f"{steps} steps"] if steps is not None else [])
+                         + ([f"{minutes:g} minutes"] if minutes else []))
+    print(f"training {args.preset} ({budget}, backend {args.backend}, k={train_config.k}, "
+          f"{'saturating' if train_config.saturating else 'non-saturating'} G loss) -> {out}")
+    try:
+        status = trainer.run(steps=steps, minutes=minutes, progress=not args.no_progress)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{status} after {trainer.step} steps ({trainer.epoch} epochs, {trainer.elapsed:.0f} s of training)")
+    trained = _parzen(generator, splits, train_config.parzen_samples, args.backend, progress=not args.no_progress)
+    if "untrained" in results:
+        print(f"  untrained: {_result_line(results['untrained'])}")
+    print(f"  trained:   {trained.summary()}")
+    generator.eval()
+    with torch.no_grad():
+        samples = generator.sample(60, generator=torch.Generator().manual_seed(FIGURE_SEED))
+    figure = samples_figure(samples, splits.train.images, out / "samples.png")
+    results.update(trained=trained.to_dict(), steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
+    results_path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {figure}, {results_path}, {checkpoint}, {out / 'metrics.jsonl'}")
+    return 130 if status == "interrupted" else 0
+
+
+def _result_line(result):
+    return (f"Parzen log-likelihood {result['mean']:.1f} \u00b1 {result['se']:.1f} (sigma = {result['sigma']:.4g}; "
+            f"{result['n_test']} test points, {result['n_samples']} samples)")
+
+
+def cmd_evaluate(args):
+    state, generator, _ = _load_checkpoint(args.checkpoint, args.backend)
+    source = _data_source(args) if (args.data_dir or args.download) else state.get("data_source", "offline")
+    splits = _load_data(source, args.cache_dir)
+    n_samples = args.samples or state["train_config"]["parzen_samples"]
+    started = time.perf_counter()
+    result = _parzen(generator, splits, n_samples, args.backend, progress=not args.no_progress)
+    seconds = time.perf_counter() - started
+    print(f"checkpoint {args.checkpoint}: step {state['step']}, preset {state.get('preset')}")
+    print(f"{'sigma':>8}  {'valid LL':>9}  {'test LL':>9}  {'SE':>6}")
+    for sigma, valid, test, se in zip(result.sigmas, result.valid_mean, result.test_mean, result.test_se):
+        mark = "  <- chosen on validation" if sigma == result.sigma else ""
+        print(f"{sigma:8.4f}  {valid:9.1f}  {test:9.1f}  {se:6.1f}{mark}")
+    print(result.summary() + f" [{seconds:.1f} s]")
+    output = args.json or Path(args.checkpoint).with_name("parzen.json")
+    output.write_text(json.dumps(dict(checkpoint=str(args.checkpoint), step=state["step"], data=splits.source,
+                                      **result.to_dict()), indent=2))
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_sample(args):
+    import torch
+
+    from .viz import samples_figure
+
+    state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
+    splits = _load_data(_data_source(args) if (args.data_dir or args.download) else state.get("data_source", "offline"),
+                        args.cache_dir)
+    generator.eval()
+    with torch.no_grad():
+        samples = generator.sample(args.rows * args.cols, generator=torch.Generator().manual_seed(args.seed))
+    print(f"wrote {samples_figure(samples, splits.train.images, args.out, cols=args.cols)}")
+    return 0
+
+
+def cmd_interpolate(args):
+    from .viz import interpolation_figure
+
+    _, generator, _ = _load_checkpoint(args.checkpoint, "torch")
+    print(f"wrote {interpolation_figure(generator, args.out, rows=args.rows, steps=args.steps, seed=args.seed)}")
+    return 0
+
+
+def cmd_toy(args):
+    from .toy import figure1
+
+    panels = figure1(args.out, seed=args.seed, backend=args.backend)
+    for panel in panels:
+        print(f"({panel['label']}) {panel['title']}: JSD(p_data||p_g) = {panel['jsd']:.4f}, "
+              f"max |D - D*| = {panel['max_d_error']:.3f}")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastgan", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fastgan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, and which backends are available and why not")
+
+    from .train import PRESETS
+
+    backends = ["auto", "cuda", "triton", "cpu", "torch"]
+    train = sub.add_parser("train", help="train the paper's MNIST GAN with Algorithm 1")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="mnist-quick")
+    train.add_argument("--backend", choices=backends, default="auto",
+                       help="fused kernels (auto) or the pure-PyTorch reference (torch) for the same nets")
+    train.add_argument("--steps", type=int, help="total generator steps (default: the preset's)")
+    train.add_argument("--minutes", type=float, help="stop after this much wall time (whichever comes first)")
+    train.add_argument("--out", type=Path, help="run directory (default runs/<preset>)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--saturating", action="store_true", help="G minimises log(1 - D(G(z))) (the minimax loss)")
+    train.add_argument("--k", type=int, help="discriminator steps per generator step (default 1)")
+    train.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    train.add_argument("--parzen-samples", type=int, help="generated samples for the Parzen estimate")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_args(train)
+
+    evaluate = sub.add_parser("evaluate", help="Parzen log-likelihood +- SE of a checkpoint (Table 1)")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--samples", type=int, help="generated samples (default: the preset's; the paper 10000)")
+    evaluate.add_argument("--backend", choices=backends, default="auto")
+    evaluate.add_argument("--json", type=Path, help="where to write the result (default parzen.json beside it)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    _add_data_args(evaluate)
+
+    sample = sub.add_parser("sample", help="Figure 2: samples, the nearest training digit in the last column")
+    sample.add_argument("checkpoint", type=Path)
+    sample.add_argument("--out", type=Path, default=Path("samples.png"))
+    sample.add_argument("--rows", type=int, default=10)
+    sample.add_argument("--cols", type=int, default=6)
+    sample.add_argument("--seed", type=int, default=FIGURE_SEED)
+    _add_data_args(sample)
+
+    interpolate = sub.add_parser("interpolate", help="Figure 3: linear interpolation in z")
+    interpolate.add_argument("checkpoint", type=Path)
+    interpolate.add_argument("--out", type=Path, default=Path("interpolation.png"))
+    interpolate.add_argument("--rows", type=int, default=6)
+    interpolate.add_argument("--steps", type=int, default=10)
+    interpolate.add_argument("--seed", type=int, default=FIGURE_SEED)
+
+    toy = sub.add_parser("toy", help="Figure 1: the 1-D game, D against p_data/(p_data+p_g)")
+    toy.add_argument("--out", type=Path, default=Path("toy.png"))
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--backend", choices=backends, default="auto")
+
     args = parser.parse_args(argv)
     if args.command == "info":
-        from . import backends
+        from . import backends as backend_info
 
-        print(backends.info())
-    return 0
+        print(backend_info.info())
+        return 0
+    return {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "interpolate": cmd_interpolate,
+            "toy": cmd_toy}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """nn.Modules over fastgan's fused ops, for use in any GAN code."""
+import math
+
 import torch
 
-from .ops import gan_loss
+from .ops import gan_loss, maxout
 
 
 class GANLoss(torch.nn.Module):
@@ -35,3 +37,49 @@ class GANLoss(torch.nn.Module):
 
     def extra_repr(self):
         return f"saturating={self.saturating}, backend={self.backend!r}"
+
+
+class MaxoutLinear(torch.nn.Module):
+    """The paper's discriminator layer: nn.Linear(in_features, units * pieces), maxout over each unit's
+    `pieces` consecutive outputs, then dropout p on the units, fused (fastgan.ops.maxout_linear).
+
+    Its parameters are those of nn.Linear(in_features, units * pieces), with the same names, shapes and
+    initialisation, so it loads such a Linear's state_dict unchanged.
+    """
+
+    def __init__(self, in_features, units, pieces, p=0.0, bias=True, backend="auto", device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.units, self.pieces, self.p, self.backend = in_features, units, pieces, p, backend
+        factory = dict(device=device, dtype=dtype)
+        self.weight = torch.nn.Parameter(torch.empty(units * pieces, in_features, **factory))
+        self.bias = torch.nn.Parameter(torch.empty(units * pieces, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # nn.Linear's initialisation, so swapping the modules changes nothing but speed
+        torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return maxout.maxout_linear(x, self.weight, self.bias, self.pieces, self.p, self.training,
+                                    backend=self.backend)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, units={self.units}, pieces={self.pieces}, p={self.p}, "
+                f"bias={self.bias is not None}, backend={self.backend!r}")
+
+
+class Maxout(torch.nn.Module):
+    """Maxout over groups of `pieces` consecutive features, then dropout p (fastgan.ops.maxout_dropout)."""
+
+    def __init__(self, pieces, p=0.0, backend="auto"):
+        super().__init__()
+        self.pieces, self.p, self.backend = pieces, p, backend
+
+    def forward(self, z):
+        return maxout.maxout_dropout(z, self.pieces, self.p, self.training, backend=self.backend)
+
+    def extra_repr(self):
+        return f"pieces={self.pieces}, p={self.p}, backend={self.backend!r}"

@@ -1,6 +1,8 @@
 """Pure-PyTorch definitions of fastgan's ops: the specification the fused kernels are tested against
 (in float64), and the "torch" backend. Written for clarity, not speed.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -38,9 +40,8 @@ def gan_logloss(real, fake, real_weight, fake_weight, compute_grad):
     """The kernels' contract: real_weight * sum softplus(-real) + fake_weight * sum softplus(fake), the
     gradient with respect to each logit, and stats [mean D(real), mean D(fake), accuracy, #NaN]."""
     loss = real_weight * F.softplus(-real).sum() + fake_weight * F.softplus(fake).sum()
-    empty = real.new_empty(0)
-    grad_real = -real_weight * torch.sigmoid(-real) if compute_grad else empty
-    grad_fake = fake_weight * torch.sigmoid(fake) if compute_grad else empty
+    grad_real = -real_weight * torch.sigmoid(-real) if compute_grad else real.new_empty(0)
+    grad_fake = fake_weight * torch.sigmoid(fake) if compute_grad else fake.new_empty(0)
     nan = torch.isnan(real).sum() + torch.isnan(fake).sum()
     stats = torch.stack([*d_stats(real, fake), nan]).float()
     return loss, grad_real, grad_fake, stats
@@ -51,8 +52,112 @@ def gan_logloss_linear(h_real, h_fake, weight, bias, real_weight, fake_weight, c
     real, fake = h_real @ weight + bias, h_fake @ weight + bias
     loss, g_real, g_fake, stats = gan_logloss(real, fake, real_weight, fake_weight, compute_grad)
     if not compute_grad:
-        empty = weight.new_empty(0)
-        return loss, empty, empty, empty, empty, stats
+        return (loss, *(weight.new_empty(0) for _ in range(4)), stats)
     grad_weight = h_real.t() @ g_real + h_fake.t() @ g_fake
     grad_bias = (g_real.sum() + g_fake.sum()).reshape(1)
     return loss, g_real[:, None] * weight, g_fake[:, None] * weight, grad_weight, grad_bias, stats
+
+
+# --- Parzen window log-density --------------------------------------------------------------------------
+# The paper's evaluation (section 5, Table 1): a Gaussian kernel of width sigma on every generated sample
+# mu_j, log p(x) = log (1/M) sum_j N(x; mu_j, sigma^2 I). Run it in float64 for ground truth.
+
+
+def parzen_logsumexp(x, centers, sigmas):
+    """[N, S]: logsumexp_j(-|x_i - mu_j|^2 / 2 sigma_s^2) for x [N, D], centers [M, D], sigmas [S].
+
+    Distances in the expanded form |x|^2 + |mu|^2 - 2 x.mu on data centred by the centres' mean
+    (the cancellation grows with the norms), clamped at 0.
+    """
+    shift = centers.mean(0)
+    x, centers = x - shift, centers - shift
+    d2 = ((x * x).sum(1, keepdim=True) + (centers * centers).sum(1) - 2 * x @ centers.T).clamp_min(0)
+    return torch.logsumexp(-d2[:, None, :] / (2 * sigmas[:, None] ** 2), dim=-1)
+
+
+def parzen_log_density(x, centers, sigmas):
+    """[N, S]: log (1/M) sum_j N(x_i; mu_j, sigma_s^2 I) = parzen_logsumexp - log M - D log(sigma_s sqrt(2 pi))."""
+    norm = math.log(centers.shape[0]) + x.shape[1] * torch.log(sigmas * math.sqrt(2 * math.pi))
+    return parzen_logsumexp(x, centers, sigmas) - norm
+
+
+# --- Maxout + dropout ---------------------------------------------------------------------------------
+# Maxout (Goodfellow et al. 2013), as the paper's discriminator uses it: unit u of a row is the max over
+# its K pieces z[..., u*K : u*K + K] (the layout of nn.Linear(d, U*K) + .view(..., U, K).amax(-1)).
+# The argmax is the first piece holding the maximum, a NaN counting as the maximum (so NaN propagates);
+# the gradient goes to that one piece. Inverted dropout then keeps unit (row, u) when the Philox uniform
+# at element index offset + row*U + u is > p, scaling it by 1/(1-p); a dropped unit is exactly 0, even
+# when its max is inf or NaN. Every backend uses this index and this stream, so one seed gives one mask.
+
+# Philox4x32-10 constants, as in triton/language/random.py.
+_PHILOX_ROUND_A, _PHILOX_ROUND_B = 0xD2511F53, 0xCD9E8D57
+_PHILOX_KEY_A, _PHILOX_KEY_B = 0x9E3779B9, 0xBB67AE85
+_MASK32 = 0xFFFFFFFF
+# float32 (2^24 - 1) / 2^24 * 2^-31 (Triton's 4.6566127342e-10): maps the int31 below into [0, 1).
+_UINT_TO_UNIFORM = float.fromhex("0x1.fffffep-32")
+
+
+def _mulhilo32(a, b):
+    """(high, low) 32-bit words of the constant a times b (an int64 tensor of uint32 values), in int64
+    arithmetic: b is split into 16-bit halves so no product passes 2^48."""
+    lo_part, hi_part = a * (b & 0xFFFF), a * (b >> 16)
+    return (hi_part + (lo_part >> 16)) >> 16, (((hi_part & 0xFFFF) << 16) + lo_part) & _MASK32
+
+
+def philox_uniform(seed, offsets):
+    """float32 uniforms in [0, 1), bit-identical to Triton's tl.rand(seed, offsets) for int64 offsets.
+
+    Counter (offset low word, offset high word, 0, 0), key (seed low word, seed high word), ten rounds,
+    first output word; the word is read as int32, x < 0 -> -x - 1, times 2^-31 (rounded to float32).
+    """
+    c0, c1 = offsets & _MASK32, (offsets >> 32) & _MASK32
+    c2, c3 = torch.zeros_like(c0), torch.zeros_like(c0)
+    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
+    for _ in range(10):
+        hi_b, lo_b = _mulhilo32(_PHILOX_ROUND_B, c2)
+        hi_a, lo_a = _mulhilo32(_PHILOX_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + _PHILOX_KEY_A) & _MASK32, (k1 + _PHILOX_KEY_B) & _MASK32
+    int31 = torch.where(c0 >= 2**31, c0 ^ _MASK32, c0)
+    return int31.to(torch.float32) * torch.tensor(_UINT_TO_UNIFORM, dtype=torch.float32)
+
+
+def dropout_keep(seed, rows, units, p, offset, device=None):
+    """Bool [rows, units]: which units dropout keeps (uniform > p, compared in float32)."""
+    index = offset + torch.arange(rows * units, dtype=torch.int64, device=device).reshape(rows, units)
+    return philox_uniform(seed, index) > torch.tensor(p, dtype=torch.float32)
+
+
+def maxout_argmax(z, pieces):
+    """(max, argmax as int8) over the pieces of each unit of z [R, U*K]: first maximum, NaN wins."""
+    z = z.reshape(z.shape[0], z.shape[1] // pieces, pieces)
+    best, index = z[..., 0], torch.zeros(z.shape[:2], dtype=torch.int8, device=z.device)
+    for k in range(1, pieces):
+        take = (z[..., k] > best) | (z[..., k].isnan() & ~best.isnan())
+        best = torch.where(take, z[..., k], best)
+        index = torch.where(take, k, index).to(torch.int8)
+    return best, index
+
+
+def maxout_dropout(z, pieces, p, seed, offset):
+    """The kernels' contract on z [R, U*K]: (y [R, U], argmax int8 [R, U]); p = 0 draws nothing."""
+    best, argmax = maxout_argmax(z, pieces)
+    if p == 0:
+        return best, argmax
+    keep = dropout_keep(seed, best.shape[0], best.shape[1], p, offset, z.device)
+    return torch.where(keep, best * (1.0 / (1.0 - p)), 0.0).to(z.dtype), argmax
+
+
+def maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset):
+    """d loss / d z [R, U*K]: grad_y (times the kept mask / (1-p)) lands on each unit's argmax piece."""
+    grad = grad_y
+    if p != 0:
+        keep = dropout_keep(seed, grad_y.shape[0], grad_y.shape[1], p, offset, grad_y.device)
+        grad = torch.where(keep, grad_y * (1.0 / (1.0 - p)), 0.0).to(grad_y.dtype)
+    onehot = argmax.long()[..., None] == torch.arange(pieces, device=grad_y.device)
+    return torch.where(onehot, grad[..., None], 0.0).to(grad_y.dtype).reshape(grad_y.shape[0], grad_y.shape[1] * pieces)
+
+
+def maxout_linear(x, weight, bias, pieces, p, seed, offset):
+    """maxout_dropout(x @ weight.T + bias): the discriminator's layer, x [R, D], weight [U*K, D], bias [U*K]."""
+    return maxout_dropout(F.linear(x, weight, bias), pieces, p, seed, offset)

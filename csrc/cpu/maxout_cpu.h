@@ -1,0 +1,22 @@
+#pragma once
+#include <torch/extension.h>
+
+#include <vector>
+
+namespace fastgan {
+
+// {y [R, U], argmax int8 [R, U]} of maxout over `pieces` consecutive columns of z [R, U*K], then dropout p
+// with the Philox mask of (seed, offset); see common/maxout_math.h.
+std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z, int64_t pieces, double p, int64_t seed,
+                                           int64_t offset);
+
+// grad_z [R, U*K]: grad_y [R, U] times the regenerated mask / (1-p), on each unit's argmax piece.
+at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y, const at::Tensor& argmax, int64_t pieces, double p,
+                                       int64_t seed, int64_t offset);
+
+// maxout_dropout_cpu(x @ weight.T + bias): the GEMM runs in tiles whose epilogue takes the max and the
+// dropout while the tile is in cache, so z is never written out. x [R, D], weight [U*K, D], bias [U*K].
+std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                          int64_t pieces, double p, int64_t seed, int64_t offset);
+
+}  // namespace fastgan

@@ -1,0 +1,104 @@
+// Torch wrappers of csrc/cuda/maxout_cuda.cu: checks, allocation, stream, dtype dispatch. Only c10/cuda
+// headers (not ATen/cuda/CUDAContext.h, which needs cuSPARSE), so nvcc can compile-check it on this machine.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda/bindings.h"
+#include "cuda/cuda_types.h"
+#include "cuda/maxout_cuda.h"
+
+namespace fastgan {
+namespace {
+
+// Checks the kernels' preconditions (the Python wrapper has already checked the user's arguments).
+void check_cuda_input(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
+  TORCH_CHECK(t.is_cuda() && t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type() && at::isFloatingType(t.scalar_type()), name, " must be ",
+              like.scalar_type(), " (floating), got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
+}
+
+void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
+  TORCH_CHECK(pieces >= 1 && pieces <= 127, "pieces must be in [1, 127] (int8 argmax), got ", pieces);
+  TORCH_CHECK(p >= 0 && p < 1, "p must be in [0, 1), got ", p);
+  TORCH_CHECK(seed >= 0 && offset >= 0, "seed and offset must be >= 0, got ", seed, " and ", offset);
+}
+
+template <typename scalar_t>
+auto cuda_ptr(const at::Tensor& t) {
+  return reinterpret_cast<typename CudaType<scalar_t>::type*>(t.data_ptr<scalar_t>());
+}
+
+}  // namespace
+
+std::vector<at::Tensor> maxout_dropout_cuda(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
+                                            int64_t offset) {
+  check_cuda_input(z_in, "z", 2, z_in);
+  check_dropout(pieces, p, seed, offset);
+  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's last dim must be a multiple of pieces=", pieces, ", got shape ",
+              z_in.sizes());
+  const c10::cuda::CUDAGuard guard(z_in.device());
+  const at::Tensor z = z_in.contiguous();
+  const int64_t rows = z.size(0), units = z.size(1) / pieces;
+  at::Tensor y = at::empty({rows, units}, z.options());
+  at::Tensor argmax = at::empty({rows, units}, z.options().dtype(at::kChar));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "maxout_dropout_cuda", [&] {
+    maxout_dropout_cuda_launch(cuda_ptr<scalar_t>(z), rows * units, pieces, p, seed, offset, cuda_ptr<scalar_t>(y),
+                               argmax.data_ptr<int8_t>(), c10::cuda::getCurrentCUDAStream());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {y, argmax};
+}
+
+at::Tensor maxout_dropout_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& argmax_in, int64_t pieces,
+                                        double p, int64_t seed, int64_t offset) {
+  check_cuda_input(grad_y_in, "grad_y", 2, grad_y_in);
+  check_dropout(pieces, p, seed, offset);
+  TORCH_CHECK(argmax_in.device() == grad_y_in.device() && argmax_in.scalar_type() == at::kChar &&
+                  argmax_in.sizes() == grad_y_in.sizes(),
+              "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), " on its device, got ",
+              argmax_in.scalar_type(), " ", argmax_in.sizes());
+  const c10::cuda::CUDAGuard guard(grad_y_in.device());
+  const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
+  const int64_t rows = grad_y.size(0), units = grad_y.size(1);
+  at::Tensor grad_z = at::empty({rows, units * pieces}, grad_y.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "maxout_dropout_backward_cuda", [&] {
+    maxout_dropout_backward_cuda_launch(cuda_ptr<scalar_t>(grad_y), argmax.data_ptr<int8_t>(), rows * units, pieces,
+                                        p, seed, offset, cuda_ptr<scalar_t>(grad_z),
+                                        c10::cuda::getCurrentCUDAStream());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad_z;
+}
+
+std::vector<at::Tensor> maxout_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in,
+                                           const at::Tensor& bias_in, int64_t pieces, double p, int64_t seed,
+                                           int64_t offset) {
+  check_cuda_input(x_in, "x", 2, x_in);
+  check_cuda_input(weight_in, "weight", 2, x_in);
+  check_cuda_input(bias_in, "bias", 1, x_in);
+  check_dropout(pieces, p, seed, offset);
+  TORCH_CHECK(weight_in.size(0) % pieces == 0 && x_in.size(1) == weight_in.size(1) &&
+                  bias_in.size(0) == weight_in.size(0),
+              "x must be [R, D], weight [U*", pieces, ", D] and bias [U*", pieces, "], got ", x_in.sizes(), ", ",
+              weight_in.sizes(), " and ", bias_in.sizes());
+  if (pieces > kMaxoutLinearMaxPieces)  // more accumulators than registers allow: GEMM, then the elementwise op
+    return maxout_dropout_cuda(at::addmm(bias_in, x_in, weight_in.t()), pieces, p, seed, offset);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), bias = bias_in.contiguous();
+  const int64_t rows = x.size(0), units = weight.size(0) / pieces;
+  at::Tensor y = at::empty({rows, units}, x.options());
+  at::Tensor argmax = at::empty({rows, units}, x.options().dtype(at::kChar));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "maxout_linear_cuda", [&] {
+    maxout_linear_cuda_launch(cuda_ptr<scalar_t>(x), cuda_ptr<scalar_t>(weight), cuda_ptr<scalar_t>(bias), rows,
+                              x.size(1), units, pieces, p, seed, offset, cuda_ptr<scalar_t>(y),
+                              argmax.data_ptr<int8_t>(), c10::cuda::getCurrentCUDAStream());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {y, argmax};
+}
+
+}  // namespace fastgan

@@ -1,0 +1,138 @@
+"""The paper's MNIST nets (section 5, and the released pylearn2 settings).
+
+Generator: Gaussian z in R^100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid, weights U(+-0.05), the output
+bias the logit of the data's mean pixels (so an untrained G already draws the average digit).
+Discriminator: maxout 240x5 -> maxout 240x5 -> one logit, dropout keep 0.8 on its input and 0.5 on the
+hidden layers, weights U(+-0.005). Its output layer is never applied in training: its weight and bias go
+to fastgan's fused linear log-loss, so the logits are not stored (Discriminator.loss / generator_loss).
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .nn import MaxoutLinear
+from .ops import linear_discriminator_loss, linear_generator_loss
+
+__all__ = ["Discriminator", "Generator", "ModelConfig", "build_models"]
+
+# The released code clips the marginals before the logit; 1e-7 keeps the always-black border finite.
+_MARGINAL_CLIP = 1e-7
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    data_dim: int = 784
+    noise_dim: int = 100
+    g_hidden: Sequence[int] = (1200, 1200)
+    g_init_range: float = 0.05
+    d_units: int = 240
+    d_pieces: int = 5
+    d_layers: int = 2
+    d_input_dropout: float = 0.2  # drop probability; the paper's keep 0.8
+    d_hidden_dropout: float = 0.5
+    d_init_range: float = 0.005
+
+    def to_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        values["g_hidden"] = tuple(values["g_hidden"])
+        return cls(**values)
+
+
+def _uniform_init(linear, init_range):
+    nn.init.uniform_(linear.weight, -init_range, init_range)
+    nn.init.zeros_(linear.bias)
+
+
+class Generator(nn.Module):
+    """z [N, noise_dim] -> x [N, data_dim] in (0, 1)."""
+
+    def __init__(self, noise_dim: int = 100, hidden: Sequence[int] = (1200, 1200), data_dim: int = 784,
+                 init_range: float = 0.05, pixel_means: Optional[Tensor] = None):
+        super().__init__()
+        self.noise_dim = noise_dim
+        sizes = [noise_dim, *hidden]
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            linear = nn.Linear(n_in, n_out)
+            _uniform_init(linear, init_range)
+            layers += [linear, nn.ReLU()]
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(sizes[-1], data_dim)
+        _uniform_init(self.output, init_range)
+        if pixel_means is not None:
+            if pixel_means.shape != (data_dim,):
+                raise ValueError(f"pixel_means must have shape ({data_dim},), got {tuple(pixel_means.shape)}")
+            with torch.no_grad():
+                self.output.bias.copy_(torch.logit(pixel_means.clamp(_MARGINAL_CLIP, 1 - _MARGINAL_CLIP)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.output(self.hidden(z)))
+
+    def noise(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """n Gaussian noise vectors on the generator's device (drawn where `generator` lives, then moved)."""
+        weight = self.output.weight
+        device = generator.device if generator is not None else weight.device
+        return torch.randn(n, self.noise_dim, generator=generator, device=device, dtype=weight.dtype).to(weight.device)
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        return self(self.noise(n, generator))
+
+
+class Discriminator(nn.Module):
+    """x [N, data_dim] -> features [N, units]; the output layer `output` turns them into one logit."""
+
+    def __init__(self, data_dim: int = 784, units: int = 240, pieces: int = 5, layers: int = 2,
+                 input_dropout: float = 0.2, hidden_dropout: float = 0.5, init_range: float = 0.005,
+                 backend: str = "auto"):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        self.backend = backend
+        self.input_dropout = input_dropout
+        # MaxoutLinear drops its *output*: dropout on the hidden layers' inputs is the previous layer's p.
+        self.hidden = nn.ModuleList(
+            MaxoutLinear(data_dim if i == 0 else units, units, pieces, p=hidden_dropout, backend=backend)
+            for i in range(layers))
+        for layer in self.hidden:
+            nn.init.uniform_(layer.weight, -init_range, init_range)
+            nn.init.zeros_(layer.bias)
+        self.output = nn.Linear(units, 1)
+        _uniform_init(self.output, init_range)
+
+    def features(self, x: Tensor) -> Tensor:
+        h = nn.functional.dropout(x, self.input_dropout, self.training)
+        for layer in self.hidden:
+            h = layer(h)
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        """D's logits [N] (D(x) = sigmoid(logit)); training uses loss() instead, which never stores them."""
+        return self.output(self.features(x)).squeeze(-1)
+
+    def loss(self, real: Tensor, fake: Tensor, return_stats: bool = True, check_finite: bool = True):
+        """-V(D, G) on a real and a fake batch (one pass of D over both), and DStats if return_stats.
+        check_finite: raise ValueError on a NaN logit (the trainer turns it off and checks the losses itself)."""
+        h = self.features(torch.cat([real, fake]))
+        return linear_discriminator_loss(h[:len(real)], h[len(real):], self.output.weight, self.output.bias,
+                                         backend=self.backend, return_stats=return_stats, check_finite=check_finite)
+
+    def generator_loss(self, fake: Tensor, saturating: bool = False, return_stats: bool = False,
+                       check_finite: bool = True):
+        """G's loss on D(fake): -mean log D (non-saturating) or mean log(1 - D) (saturating)."""
+        return linear_generator_loss(self.features(fake), self.output.weight, self.output.bias, saturating=saturating,
+                                     backend=self.backend, return_stats=return_stats, check_finite=check_finite)
+
+
+def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):
+    """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias."""
+    generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means)
+    discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,
+                                  config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend)
+    return generator, discriminator

@@ -1,0 +1,90 @@
+"""The paper's MNIST figures as PNG files, drawn with pillow.
+
+Figure 2: a grid of samples whose rightmost column (behind a yellow bar) is the nearest training example
+of the sample beside it, which shows the model has not memorised the training set. Figure 3: digits from
+linear paths between two points in z space.
+"""
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["image_grid", "interpolation_figure", "nearest_neighbours", "samples_figure"]
+
+_SEPARATOR_RGB = (255, 215, 0)
+
+
+def _as_images(images: Tensor, side: int) -> np.ndarray:
+    if images.dim() == 2:
+        if images.shape[1] != side * side:
+            raise ValueError(f"images must be [N, {side * side}] or [N, {side}, {side}], got {tuple(images.shape)}")
+        images = images.reshape(-1, side, side)
+    return (images.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def image_grid(images: Tensor, cols: int, side: int = 28, pad: int = 2, scale: int = 2,
+               separator_before_col: Optional[int] = None) -> Image.Image:
+    """Tile images ([N, side*side] or [N, side, side], values in [0, 1]) row by row into an RGB image.
+
+    separator_before_col draws a yellow bar in front of that column (Figure 2's nearest-neighbour column).
+    """
+    if cols < 1 or len(images) == 0:
+        raise ValueError(f"need cols >= 1 and at least one image, got cols={cols} and {len(images)} images")
+    tiles = _as_images(images, side)
+    rows = -(-len(tiles) // cols)
+    cell = side + pad
+    gap = 2 * pad if separator_before_col is not None else 0
+    canvas = np.full((rows * cell + pad, cols * cell + pad + gap, 3), 0, dtype=np.uint8)
+    if separator_before_col is not None:
+        x = separator_before_col * cell + pad // 2
+        canvas[:, x:x + gap + pad // 2] = _SEPARATOR_RGB
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        x = pad + c * cell + (gap if separator_before_col is not None and c >= separator_before_col else 0)
+        y = pad + r * cell
+        canvas[y:y + side, x:x + side] = tile[..., None]
+    image = Image.fromarray(canvas, "RGB")
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale != 1 else image
+
+
+def nearest_neighbours(queries: Tensor, references: Tensor, batch_size: int = 1024) -> Tensor:
+    """Index into references of each query's nearest neighbour in Euclidean distance."""
+    queries, references = queries.reshape(len(queries), -1).float(), references.reshape(len(references), -1).float()
+    return torch.cat([torch.cdist(queries[i:i + batch_size], references).argmin(1)
+                      for i in range(0, len(queries), batch_size)])
+
+
+def samples_figure(samples: Tensor, train_images: Tensor, path: Union[str, Path], cols: int = 6,
+                   scale: int = 2) -> Path:
+    """Figure 2: rows of `cols` samples, then the training digit nearest to each row's last sample."""
+    if cols < 1 or len(samples) < cols:
+        raise ValueError(f"need cols >= 1 and at least cols samples, got cols={cols} and {len(samples)} samples")
+    rows = len(samples) // cols
+    samples = samples[:rows * cols].reshape(rows, cols, -1)
+    nearest = train_images[nearest_neighbours(samples[:, -1], train_images)].reshape(rows, 1, -1)
+    tiles = torch.cat([samples.float().cpu(), nearest.float().cpu()], dim=1).reshape(rows * (cols + 1), -1)
+    path = Path(path)
+    image_grid(tiles, cols + 1, scale=scale, separator_before_col=cols).save(path)
+    return path
+
+
+@torch.no_grad()
+def interpolation_figure(generator, path: Union[str, Path], rows: int = 6, steps: int = 10, seed: int = 0,
+                         scale: int = 2) -> Path:
+    """Figure 3: each row decodes z_0 + t (z_1 - z_0) for t from 0 to 1 in `steps` steps."""
+    if rows < 1 or steps < 2:
+        raise ValueError(f"need rows >= 1 and steps >= 2, got rows={rows}, steps={steps}")
+    rng = torch.Generator().manual_seed(seed)
+    ends = generator.noise(2 * rows, generator=rng).reshape(rows, 2, -1)
+    t = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device).reshape(1, steps, 1)
+    z = ends[:, :1] + t * (ends[:, 1:] - ends[:, :1])
+    was_training = generator.training
+    generator.eval()
+    images = generator(z.reshape(rows * steps, -1))
+    generator.train(was_training)
+    path = Path(path)
+    image_grid(images, steps, scale=scale).save(path)
+    return path

