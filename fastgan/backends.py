@@ -27,7 +27,8 @@ def _triton_reason(device_type):
         return None
     if os.getenv("TRITON_INTERPRET") == "1":
         return None
-    return f"Triton compiles for GPUs; {device_type} tensors need its interpreter (set TRITON_INTERPRET=1 before import)"
+    return (f"Triton compiles for GPUs; {device_type} tensors need its interpreter "
+            "(set TRITON_INTERPRET=1 before import)")
 
 
 def why_not(backend, device_type):
@@ -77,7 +78,8 @@ def info():
 
     lines = [
         f"python   {platform.python_version()} ({platform.machine()})",
-        f"torch    {torch.__version__} (CUDA {torch.version.cuda or 'none'}; GPU available: {torch.cuda.is_available()})",
+        f"torch    {torch.__version__} (CUDA {torch.version.cuda or 'none'}; "
+        f"GPU available: {torch.cuda.is_available()})",
     ]
     spec = importlib.util.find_spec("triton")
     if spec is not None:

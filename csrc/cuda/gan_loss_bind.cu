@@ -1,24 +1,17 @@
 // Torch wrappers of csrc/cuda/gan_loss_cuda.cu: checks, allocation, stream, dtype dispatch.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "cuda/bindings.h"
+#include "cuda/checks.h"
 #include "cuda/cuda_types.h"
 #include "cuda/gan_loss_cuda.h"
 
 namespace fastgan {
 namespace {
-
-void check_cuda_floating(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " must be ", like.scalar_type(), ", got ",
-              t.scalar_type());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating tensor, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
 
 at::Tensor workspace(const at::Tensor& like, int64_t rows) {
   const int64_t acc_bytes = like.scalar_type() == at::kDouble ? 8 : 4;
@@ -29,8 +22,8 @@ at::Tensor workspace(const at::Tensor& like, int64_t rows) {
 
 std::vector<at::Tensor> gan_logloss_cuda(const at::Tensor& real_in, const at::Tensor& fake_in, double real_weight,
                                          double fake_weight, bool compute_grad) {
-  check_cuda_floating(real_in, "real", 1, real_in);
-  check_cuda_floating(fake_in, "fake", 1, real_in);
+  check_cuda_input(real_in, "real", 1, real_in);
+  check_cuda_input(fake_in, "fake", 1, real_in);
   const c10::cuda::CUDAGuard guard(real_in.device());
   at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   at::Tensor grad_real = compute_grad ? at::empty_like(real) : at::empty({0}, real.options());
@@ -46,7 +39,7 @@ std::vector<at::Tensor> gan_logloss_cuda(const at::Tensor& real_in, const at::Te
         compute_grad ? reinterpret_cast<T*>(grad_real.data_ptr<scalar_t>()) : nullptr,
         compute_grad ? reinterpret_cast<T*>(grad_fake.data_ptr<scalar_t>()) : nullptr,
         reinterpret_cast<T*>(loss.data_ptr<scalar_t>()), stats.data_ptr<float>(), ws.data_ptr(),
-        at::cuda::getCurrentCUDAStream());
+        c10::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {loss, grad_real, grad_fake, stats};
@@ -55,10 +48,10 @@ std::vector<at::Tensor> gan_logloss_cuda(const at::Tensor& real_in, const at::Te
 std::vector<at::Tensor> gan_logloss_linear_cuda(const at::Tensor& h_real_in, const at::Tensor& h_fake_in,
                                                 const at::Tensor& weight_in, const at::Tensor& bias_in,
                                                 double real_weight, double fake_weight, bool compute_grad) {
-  check_cuda_floating(weight_in, "weight", 1, weight_in);
-  check_cuda_floating(h_real_in, "h_real", 2, weight_in);
-  check_cuda_floating(h_fake_in, "h_fake", 2, weight_in);
-  check_cuda_floating(bias_in, "bias", 1, weight_in);
+  check_cuda_input(weight_in, "weight", 1, weight_in);
+  check_cuda_input(h_real_in, "h_real", 2, weight_in);
+  check_cuda_input(h_fake_in, "h_fake", 2, weight_in);
+  check_cuda_input(bias_in, "bias", 1, weight_in);
   const int64_t H = weight_in.size(0);
   TORCH_CHECK(h_real_in.size(1) == H && h_fake_in.size(1) == H, "h_real and h_fake must have ", H,
               " features (weight's size), got ", h_real_in.sizes(), " and ", h_fake_in.sizes());
@@ -81,7 +74,7 @@ std::vector<at::Tensor> gan_logloss_linear_cuda(const at::Tensor& h_real_in, con
         reinterpret_cast<const T*>(weight.data_ptr<scalar_t>()), reinterpret_cast<const T*>(bias.data_ptr<scalar_t>()),
         real_weight, fake_weight, ptr(grad_h_real), ptr(grad_h_fake), ptr(grad_weight), ptr(grad_bias),
         reinterpret_cast<T*>(loss.data_ptr<scalar_t>()), stats.data_ptr<float>(), ws.data_ptr(),
-        at::cuda::getCurrentCUDAStream());
+        c10::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {loss, grad_h_real, grad_h_fake, grad_weight, grad_bias, stats};

@@ -7,19 +7,12 @@
 #include <cuda_fp16.h>
 
 #include "cuda/bindings.h"
+#include "cuda/checks.h"
 #include "cuda/cuda_types.h"
 #include "cuda/maxout_cuda.h"
 
 namespace fastgan {
 namespace {
-
-// Checks the kernels' preconditions (the Python wrapper has already checked the user's arguments).
-void check_cuda_input(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
-  TORCH_CHECK(t.is_cuda() && t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type() && at::isFloatingType(t.scalar_type()), name, " must be ",
-              like.scalar_type(), " (floating), got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
 
 void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
   TORCH_CHECK(pieces >= 1 && pieces <= 127, "pieces must be in [1, 127] (int8 argmax), got ", pieces);

@@ -1,28 +1,18 @@
 // Torch wrapper of csrc/cuda/parzen_cuda.cu: checks, norms, allocation, stream, dtype dispatch.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "cuda/bindings.h"
+#include "cuda/checks.h"
 #include "cuda/parzen_cuda.h"
 
 namespace fastgan {
 
-namespace {
-
-void check_input(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
-  TORCH_CHECK(t.is_cuda() && t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " must have dtype ", like.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
-
-}  // namespace
-
 at::Tensor parzen_logsumexp_cuda(const at::Tensor& x_in, const at::Tensor& centers_in, const at::Tensor& sigmas) {
-  check_input(x_in, "x", 2, x_in);
-  check_input(centers_in, "centers", 2, x_in);
-  check_input(sigmas, "sigmas", 1, x_in);
+  check_cuda_input(x_in, "x", 2, x_in);
+  check_cuda_input(centers_in, "centers", 2, x_in);
+  check_cuda_input(sigmas, "sigmas", 1, x_in);
   TORCH_CHECK(x_in.size(1) == centers_in.size(1), "centers has ", centers_in.size(1), " features but x has ",
               x_in.size(1));
   const c10::cuda::CUDAGuard guard(x_in.device());
@@ -35,7 +25,7 @@ at::Tensor parzen_logsumexp_cuda(const at::Tensor& x_in, const at::Tensor& cente
                                            x_sq.data_ptr<scalar_t>(), c_sq.data_ptr<scalar_t>(),
                                            a.data_ptr<scalar_t>(), x.size(0), centers.size(0), x.size(1),
                                            sigmas.numel(), lse.data_ptr<scalar_t>(),
-                                           at::cuda::getCurrentCUDAStream());
+                                           c10::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return lse;

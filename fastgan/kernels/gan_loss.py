@@ -53,7 +53,8 @@ def _logloss_block(x_ptr, grad_ptr, partial_ptr, pid, block, n, weight,
                    TARGET_REAL: tl.constexpr, COMPUTE_GRAD: tl.constexpr, BLOCK: tl.constexpr):
     offs = block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    logit = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32 if x_ptr.dtype.element_ty != tl.float64 else tl.float64)
+    acc_ty = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
+    logit = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_ty)
     loss, grad, prob, correct = _logloss_terms(logit, weight, TARGET_REAL)
     if COMPUTE_GRAD:
         tl.store(grad_ptr + offs, grad.to(grad_ptr.dtype.element_ty), mask=mask)
