@@ -19,6 +19,13 @@ PARZEN_SEED = 1234
 FIGURE_SEED = 4321
 
 
+def _checkpoint_data_source(args, state):
+    """--data-dir / --download when given, else the data the checkpoint was trained on (offline if none)."""
+    if args.data_dir or args.download or state is None:
+        return _data_source(args)
+    return state.get("data_source", "offline")
+
+
 def _data_source(args):
     if args.data_dir and args.download:
         raise SystemExit("error: give --data-dir or --download, not both")
@@ -63,11 +70,20 @@ def _load_checkpoint(path, backend):
 def cmd_train(args):
     import torch
 
-    from .models import build_models
-    from .train import CHECKPOINT_NAME, PRESETS, Trainer, TrainingDiverged
+    from .models import ModelConfig, build_models
+    from .train import CHECKPOINT_NAME, PRESETS, TrainConfig, Trainer, TrainingDiverged
     from .viz import samples_figure
 
-    model_config, train_config = PRESETS[args.preset]
+    out = args.out or Path("runs") / args.preset
+    checkpoint = out / CHECKPOINT_NAME
+    if checkpoint.exists() and not args.resume:
+        raise SystemExit(f"error: {checkpoint} exists: pass --resume to continue it, or choose another --out")
+    state = Trainer.load_checkpoint(checkpoint) if args.resume and checkpoint.exists() else None
+    if state is not None:  # the run's own settings, not the preset's, unless overridden below
+        model_config = ModelConfig.from_dict(state["model_config"])
+        train_config = TrainConfig(**state["train_config"])
+    else:
+        model_config, train_config = PRESETS[args.preset]
     overrides = {name: getattr(args, name) for name in ("k", "lr", "seed", "checkpoint_every", "parzen_samples")
                  if getattr(args, name) is not None}
     if args.saturating:
@@ -77,19 +93,16 @@ def cmd_train(args):
         steps, minutes = train_config.steps, train_config.minutes
     else:
         steps, minutes = args.steps, args.minutes
-    out = args.out or Path("runs") / args.preset
-    checkpoint = out / CHECKPOINT_NAME
-    if checkpoint.exists() and not args.resume:
-        raise SystemExit(f"error: {checkpoint} exists: pass --resume to continue it, or choose another --out")
-    source = _data_source(args)
+    source = _checkpoint_data_source(args, state)
     splits = _load_data(source, args.cache_dir)
     torch.manual_seed(train_config.seed)
     generator, discriminator = build_models(model_config, splits.train.images.mean(0), backend=args.backend)
-    extra = dict(preset=args.preset, model_config=model_config.to_dict(), data_source=source)
+    preset = state.get("preset", args.preset) if state is not None else args.preset
+    extra = dict(preset=preset, model_config=model_config.to_dict(), data_source=source)
     trainer = Trainer(generator, discriminator, splits.train.images, train_config, out_dir=out, extra_state=extra)
     results_path = out / "results.json"
-    if args.resume and checkpoint.exists():
-        trainer.load_state_dict(Trainer.load_checkpoint(checkpoint))
+    if state is not None:
+        trainer.load_state_dict(state)
         results = json.loads(results_path.read_text()) if results_path.exists() else {}
         print(f"resumed {checkpoint} at step {trainer.step}")
     else:
@@ -130,8 +143,7 @@ def _result_line(result):
 
 def cmd_evaluate(args):
     state, generator, _ = _load_checkpoint(args.checkpoint, args.backend)
-    source = _data_source(args) if (args.data_dir or args.download) else state.get("data_source", "offline")
-    splits = _load_data(source, args.cache_dir)
+    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
     n_samples = args.samples or state["train_config"]["parzen_samples"]
     started = time.perf_counter()
     result = _parzen(generator, splits, n_samples, args.backend, progress=not args.no_progress)
@@ -155,8 +167,7 @@ def cmd_sample(args):
     from .viz import samples_figure
 
     state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
-    splits = _load_data(_data_source(args) if (args.data_dir or args.download) else state.get("data_source", "offline"),
-                        args.cache_dir)
+    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
     generator.eval()
     with torch.no_grad():
         samples = generator.sample(args.rows * args.cols, generator=torch.Generator().manual_seed(args.seed))
@@ -199,7 +210,8 @@ def main(argv=None):
     train.add_argument("--steps", type=int, help="total generator steps (default: the preset's)")
     train.add_argument("--minutes", type=float, help="stop after this much wall time (whichever comes first)")
     train.add_argument("--out", type=Path, help="run directory (default runs/<preset>)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint.pt with its own settings (options given here override them)")
     train.add_argument("--saturating", action="store_true", help="G minimises log(1 - D(G(z))) (the minimax loss)")
     train.add_argument("--k", type=int, help="discriminator steps per generator step (default 1)")
     train.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
