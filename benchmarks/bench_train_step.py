@@ -2,7 +2,8 @@
 then a G step. Providers:
 
 - eager: the usual PyTorch GAN code (nn.Linear + view/amax maxout + F.dropout + BCEWithLogits; the D step
-  detaches G(z), the G step back-propagates through D's weights too, as most GAN code does);
+  detaches G(z), the G step back-propagates through D's weights too, as most GAN code does), drawing fresh
+  noise for the G step as Algorithm 1 does (so both sides run G forward twice per iteration);
 - compile: the same modules under torch.compile;
 - fastgan-<backend>: fastgan.train.Trainer.train_step on that backend (fused maxout layers, fused linear
   log-loss at D's output, no D weight gradients in the G step);
@@ -53,7 +54,7 @@ def eager_step_fn(g, d, data):
         d_opt.zero_grad()
         d_loss.backward()
         d_opt.step()
-        g_loss = F.binary_cross_entropy_with_logits(d(fake), ones)
+        g_loss = F.binary_cross_entropy_with_logits(d(g(torch.randn(BATCH, 100, device=DEVICE))), ones)
         g_opt.zero_grad()
         g_loss.backward()
         g_opt.step()

