@@ -6,20 +6,13 @@
 
 #include "common/gan_loss_math.h"
 #include "cuda/gan_loss_cuda.h"
+#include "cuda/launch.cuh"
 
 namespace fastgan {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 1024;
-
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
 
 template <typename acc_t>
 __device__ void block_reduce_store(acc_t (&sums)[kNumStats], acc_t* out) {
@@ -148,7 +141,7 @@ void gan_logloss_cuda_launch(const scalar_t* real, int64_t n_real, const scalar_
                              scalar_t* loss, float* stats, void* workspace, cudaStream_t stream) {
   using acc_t = typename Acc<scalar_t>::type;
   acc_t* block_sums = static_cast<acc_t*>(workspace);
-  const int blocks = blocks_for(n_real + n_fake);
+  const int blocks = blocks_for(n_real + n_fake, kThreads, kMaxBlocks);
   logloss_fwd_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, stream>>>(
       real, n_real, fake, n_fake, static_cast<acc_t>(real_weight), static_cast<acc_t>(fake_weight), grad_real,
       grad_fake, block_sums);

@@ -8,6 +8,7 @@
 
 #include "common/maxout_math.h"
 #include "cuda/maxout_cuda.h"
+#include "cuda/launch.cuh"
 
 namespace fastgan {
 namespace {
@@ -15,14 +16,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 65535;
 constexpr int kTile = 16;  // rows and units per block of the layer kernel, and features per shared-memory step
-
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
 
 // The unit's value after dropout; `index` is its Philox element index, offset + row*U + unit.
 template <typename acc_t>
@@ -118,7 +111,8 @@ template <typename scalar_t>
 void maxout_dropout_cuda_launch(const scalar_t* z, int64_t n, int64_t pieces, double p, int64_t seed, int64_t offset,
                                 scalar_t* y, int8_t* argmax, cudaStream_t stream) {
   if (n == 0) return;
-  maxout_dropout_fwd_kernel<scalar_t, typename Acc<scalar_t>::type><<<blocks_for(n), kThreads, 0, stream>>>(
+  maxout_dropout_fwd_kernel<scalar_t, typename Acc<scalar_t>::type>
+      <<<blocks_for(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       z, n, static_cast<int>(pieces), make_dropout(p, seed, offset), y, argmax);
 }
 
@@ -127,7 +121,8 @@ void maxout_dropout_backward_cuda_launch(const scalar_t* grad_y, const int8_t* a
                                          double p, int64_t seed, int64_t offset, scalar_t* grad_z,
                                          cudaStream_t stream) {
   if (n == 0) return;
-  maxout_dropout_bwd_kernel<scalar_t, typename Acc<scalar_t>::type><<<blocks_for(n), kThreads, 0, stream>>>(
+  maxout_dropout_bwd_kernel<scalar_t, typename Acc<scalar_t>::type>
+      <<<blocks_for(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       grad_y, argmax, n, static_cast<int>(pieces), make_dropout(p, seed, offset), grad_z);
 }
 
