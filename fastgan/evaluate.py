@@ -15,6 +15,7 @@ import torch
 import torch.distributed
 from torch import Tensor
 
+from .ops._common import check_tensor
 from .ops.parzen import parzen_log_density
 
 __all__ = ["DEFAULT_SIGMAS", "ParzenResult", "parzen_log_likelihood"]
@@ -51,8 +52,7 @@ class ParzenResult:
 
 
 def _flat(t, name, allow_empty=False):
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    check_tensor(t, name, floating=False)
     if t.dim() < 2:
         raise ValueError(f"{name} must be [points, ...features], got shape {tuple(t.shape)}")
     if t.shape[0] == 0 and not allow_empty:
