@@ -1,7 +1,7 @@
 """Argument checks and backend plumbing shared by the ops in this package."""
 import torch
 
-from .. import backends
+from .. import _ext, backends
 
 
 def check_tensor(x, name, *, floating=True):
@@ -36,3 +36,8 @@ def pick_backend(backend, device, dtype):
 
 def needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def compiled(name, backend):
+    """The extension's entry point `<name>_cpu` or `<name>_cuda` for backend "cpu" or "cuda"."""
+    return getattr(_ext.load(), f"{name}_{backend}")

@@ -18,8 +18,8 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .. import _ext, reference
-from ._common import check_same, check_tensor, needs_grad, pick_backend
+from .. import reference
+from ._common import check_same, check_tensor, compiled, needs_grad, pick_backend
 
 __all__ = [
     "DStats",
@@ -45,10 +45,8 @@ def _triton():
 
 
 def _gan_logloss_impl(real, fake, real_weight, fake_weight, compute_grad, backend):
-    if backend == "cpu":
-        return tuple(_ext.load().gan_logloss_cpu(real, fake, real_weight, fake_weight, compute_grad))
-    if backend == "cuda":
-        return tuple(_ext.load().gan_logloss_cuda(real, fake, real_weight, fake_weight, compute_grad))
+    if backend in ("cpu", "cuda"):
+        return tuple(compiled("gan_logloss", backend)(real, fake, real_weight, fake_weight, compute_grad))
     if backend == "triton":
         return _triton().gan_logloss_forward(real, fake, real_weight, fake_weight, compute_grad)
     return reference.gan_logloss(real, fake, real_weight, fake_weight, compute_grad)
@@ -95,10 +93,8 @@ gan_logloss.register_autograd(_gan_logloss_backward, setup_context=_gan_logloss_
 
 def _gan_logloss_linear_impl(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, backend):
     args = (h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad)
-    if backend == "cpu":
-        return tuple(_ext.load().gan_logloss_linear_cpu(*args))
-    if backend == "cuda":
-        return tuple(_ext.load().gan_logloss_linear_cuda(*args))
+    if backend in ("cpu", "cuda"):
+        return tuple(compiled("gan_logloss_linear", backend)(*args))
     if backend == "triton":
         return _triton().gan_logloss_linear_forward(*args)
     return reference.gan_logloss_linear(*args)

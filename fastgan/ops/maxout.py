@@ -20,8 +20,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .. import _ext, reference
-from ._common import check_same, check_tensor, pick_backend
+from .. import reference
+from ._common import check_same, check_tensor, compiled, pick_backend
 
 __all__ = ["maxout_dropout", "maxout_linear"]
 
@@ -46,10 +46,8 @@ def _fresh(tensors):
 def maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: int,
                            backend: str) -> Tuple[Tensor, Tensor]:
     """(y [R, U], argmax int8 [R, U]) for z [R, U*K] on one backend; p = 0 draws no random numbers."""
-    if backend == "cpu":
-        return tuple(_ext.load().maxout_dropout_cpu(z, pieces, p, seed, offset))
-    if backend == "cuda":
-        return tuple(_ext.load().maxout_dropout_cuda(z, pieces, p, seed, offset))
+    if backend in ("cpu", "cuda"):
+        return tuple(compiled("maxout_dropout", backend)(z, pieces, p, seed, offset))
     if backend == "triton":
         return _triton().maxout_dropout_forward(z, pieces, p, seed, offset)
     return _fresh(reference.maxout_dropout(z, pieces, p, seed, offset))
@@ -67,10 +65,8 @@ def _(z, pieces, p, seed, offset, backend):
 def maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: float, seed: int, offset: int,
                             backend: str) -> Tensor:
     """grad_z [R, U*K]: grad_y [R, U] (masked and scaled by the regenerated dropout) on each argmax piece."""
-    if backend == "cpu":
-        return _ext.load().maxout_dropout_backward_cpu(grad_y, argmax, pieces, p, seed, offset)
-    if backend == "cuda":
-        return _ext.load().maxout_dropout_backward_cuda(grad_y, argmax, pieces, p, seed, offset)
+    if backend in ("cpu", "cuda"):
+        return compiled("maxout_dropout_backward", backend)(grad_y, argmax, pieces, p, seed, offset)
     if backend == "triton":
         return _triton().maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset)
     return reference.maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset)
@@ -104,10 +100,8 @@ def maxout_linear_forward(x: Tensor, weight: Tensor, bias: Tensor, pieces: int, 
                           backend: str) -> Tuple[Tensor, Tensor]:
     """(y [R, U], argmax int8 [R, U]) of maxout_dropout(x @ weight.T + bias) on one backend."""
     args = (x, weight, bias, pieces, p, seed, offset)
-    if backend == "cpu":
-        return tuple(_ext.load().maxout_linear_cpu(*args))
-    if backend == "cuda":
-        return tuple(_ext.load().maxout_linear_cuda(*args))
+    if backend in ("cpu", "cuda"):
+        return tuple(compiled("maxout_linear", backend)(*args))
     if backend == "triton":
         return _triton().maxout_linear_forward(*args)
     return _fresh(reference.maxout_linear(*args))

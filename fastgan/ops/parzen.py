@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .. import _ext, reference
-from ._common import check_same, check_tensor, pick_backend
+from .. import reference
+from ._common import check_same, check_tensor, compiled, pick_backend
 
 __all__ = ["parzen_log_density"]
 
@@ -71,10 +71,8 @@ def _backward_torch(grad, x, centers, sigmas, lse):
 @torch.library.custom_op("fastgan::parzen_logsumexp", mutates_args=())
 def parzen_logsumexp(x: Tensor, centers: Tensor, sigmas: Tensor, precision: str, backend: str) -> Tensor:
     """lse [N, S] = logsumexp_j(-|x_i - mu_j|^2 / 2 sigma_s^2) on one backend; see the module docstring."""
-    if backend == "cpu":
-        return _ext.load().parzen_logsumexp_cpu(x, centers, sigmas)
-    if backend == "cuda":
-        return _ext.load().parzen_logsumexp_cuda(x, centers, sigmas)
+    if backend in ("cpu", "cuda"):
+        return compiled("parzen_logsumexp", backend)(x, centers, sigmas)
     if backend == "triton":
         return _triton().parzen_logsumexp_forward(x, centers, sigmas, precision)
     return _logsumexp_torch(x, centers, sigmas)
@@ -93,7 +91,7 @@ def parzen_logsumexp_backward(grad: Tensor, x: Tensor, centers: Tensor, sigmas: 
                               backend: str) -> Tensor:
     """d(sum grad * lse) / dx [N, D]: the second blocked pass; see the module docstring."""
     if backend == "cpu":
-        return _ext.load().parzen_logsumexp_backward_cpu(grad, x, centers, sigmas, lse)
+        return compiled("parzen_logsumexp_backward", backend)(grad, x, centers, sigmas, lse)
     return _backward_torch(grad, x, centers, sigmas, lse)  # cuda and triton: the blocked torch pass
 
 
