@@ -24,6 +24,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "maxout + dropout backward, mask regenerated from seed and offset (CPU)");
   m.def("maxout_linear_cpu", &fastgan::maxout_linear_cpu,
         "maxout + dropout of x @ weight.T + bias, GEMM in tiles with the epilogue in cache (CPU)");
+  m.def("maxout_linear_backward_cpu", &fastgan::maxout_linear_backward_cpu,
+        "maxout_linear backward over the nonzero part of grad_z only: one piece per kept unit (CPU)");
   m.def("parzen_logsumexp_cpu", &fastgan::parzen_logsumexp_cpu,
         "Parzen log-sum-exp over the centres for every sigma, GEMM tiles with an online-LSE epilogue (CPU)");
   m.def("parzen_logsumexp_backward_cpu", &fastgan::parzen_logsumexp_backward_cpu,

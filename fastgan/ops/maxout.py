@@ -119,8 +119,12 @@ def _(x, weight, bias, pieces, p, seed, offset, backend):
 @torch.library.custom_op("fastgan::maxout_linear_backward", mutates_args=())
 def maxout_linear_backward(grad_y: Tensor, argmax: Tensor, x: Tensor, weight: Tensor, pieces: int, p: float,
                            seed: int, offset: int, needs_grad: List[bool], backend: str) -> List[Tensor]:
-    """[grad_x, grad_weight, grad_bias] (each empty where needs_grad says so): grad_z from the fused
-    maxout backward, then the two GEMMs grad_z @ weight and grad_z.T @ x and the column sum."""
+    """[grad_x, grad_weight, grad_bias] (each empty where needs_grad says so). The CPU kernel multiplies
+    only grad_z's nonzeros; the others form grad_z with the fused maxout backward, then run the two GEMMs
+    grad_z @ weight and grad_z.T @ x and the column sum."""
+    if backend == "cpu":
+        return compiled("maxout_linear_backward", backend)(grad_y, argmax, x, weight, pieces, p, seed, offset,
+                                                           needs_grad)
     grad_z = maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset, backend)
     return [grad_z @ weight if needs_grad[0] else x.new_empty(0),  # one empty each: outputs may not alias
             grad_z.t() @ x if needs_grad[1] else x.new_empty(0),
