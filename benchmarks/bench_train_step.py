@@ -6,7 +6,7 @@ then a G step. Providers:
   noise for the G step as Algorithm 1 does (so both sides run G forward twice per iteration);
 - compile: the same modules under torch.compile;
 - fastgan-<backend>: fastgan.train.Trainer.train_step on that backend (fused maxout layers, fused linear
-  log-loss at D's output, no D weight gradients in the G step);
+  log-loss at D's output, no D weight gradients in the G step); "+compile": Trainer(compile=True);
 - gemm: only the matrix products one step needs (forward and backward), back to back: the floor.
 
     pytest benchmarks/bench_train_step.py --benchmark-only
@@ -85,13 +85,15 @@ def gemm_step_fn():
     return step
 
 
-def fastgan_step_fn(backend, data):
+def fastgan_step_fn(backend, data, compile=False):
     g, d = build_models(ModelConfig(), pixel_means=data.mean(0), backend=backend)
-    trainer = Trainer(g.to(DEVICE), d.to(DEVICE), data, TrainConfig(batch_size=BATCH))
+    trainer = Trainer(g.to(DEVICE), d.to(DEVICE), data, TrainConfig(batch_size=BATCH), compile=compile)
     return trainer.train_step
 
 
-PROVIDERS = ["eager", "compile", "gemm", "fastgan-torch", *fused_providers("fastgan")]
+FUSED = fused_providers("fastgan")
+PROVIDERS = ["eager", "compile", "gemm", "fastgan-torch", *FUSED,
+             *(pytest.param(p.values[0] + "+compile", marks=p.marks) for p in FUSED)]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -106,7 +108,8 @@ def test_train_step(benchmark, sync, provider):
     elif provider == "gemm":
         step = gemm_step_fn()
     else:
-        step = fastgan_step_fn(provider.split("-", 1)[1], data)
+        backend, _, compile_ = provider.split("-", 1)[1].partition("+")
+        step = fastgan_step_fn(backend, data, compile=bool(compile_))
     for _ in range(3):  # warm-up (and torch.compile's compilation)
         step()
 

@@ -55,7 +55,13 @@ def why_not(backend, device_type):
 
 def resolve(backend, device):
     """The concrete backend for an op on tensors of `device`; raises BackendUnavailable if it cannot run."""
-    device_type = torch.device(device).type
+    return _resolve(backend, torch.device(device).type)
+
+
+# torch.compile takes the answer as a constant of the graph: the checks read files (the extension's build
+# state), which would otherwise break the graph at every op.
+@torch.compiler.assume_constant_result
+def _resolve(backend, device_type):
     if backend == "auto":
         backend = os.getenv("FASTGAN_BACKEND", "auto")
     if backend == "auto":

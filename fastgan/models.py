@@ -106,30 +106,44 @@ class Discriminator(nn.Module):
         self.output = nn.Linear(units, 1)
         _uniform_init(self.output, init_range)
 
-    def features(self, x: Tensor) -> Tensor:
+    @property
+    def dropout_layers(self) -> int:
+        """How many dropout masks one pass draws: the input's and one per hidden layer."""
+        return len(self.hidden) + 1
+
+    def features(self, x: Tensor, seeds: Optional[Sequence[int]] = None) -> Tensor:
+        """D's last hidden layer [N, units]. seeds: one Philox key per dropout mask (dropout_layers of them),
+        or None to draw each from torch's generator; the Trainer passes them, so torch.compile can trace D."""
+        if seeds is None:
+            seeds = [None] * self.dropout_layers
+        elif len(seeds) != self.dropout_layers:
+            raise ValueError(f"seeds must hold {self.dropout_layers} ints (input + hidden layers), got {len(seeds)}")
         # Maxout with one piece is dropout alone, from the Philox kernels: 0.48 ms against F.dropout's 0.91 ms
         # on the D step's 200 x 784 input (one core), and the mask is regenerated, not stored, for backward.
-        h = maxout_dropout(x, 1, self.input_dropout, self.training, backend=self.backend)
-        for layer in self.hidden:
-            h = layer(h)
+        h = maxout_dropout(x, 1, self.input_dropout, self.training, seeds[0], backend=self.backend)
+        for layer, seed in zip(self.hidden, seeds[1:]):
+            h = layer(h, seed)
         return h
 
     def forward(self, x: Tensor) -> Tensor:
         """D's logits [N] (D(x) = sigmoid(logit)); training uses loss() instead, which never stores them."""
         return self.output(self.features(x)).squeeze(-1)
 
-    def loss(self, real: Tensor, fake: Tensor, return_stats: bool = True, check_finite: bool = True):
+    def loss(self, real: Tensor, fake: Tensor, return_stats: bool = True, check_finite: bool = True,
+             seeds: Optional[Sequence[int]] = None):
         """-V(D, G) on a real and a fake batch (one pass of D over both), and DStats if return_stats.
-        check_finite: raise ValueError on a NaN logit (the trainer turns it off and checks the losses itself)."""
-        h = self.features(torch.cat([real, fake]))
+        check_finite: raise ValueError on a NaN logit (the trainer turns it off and checks the losses itself).
+        seeds: as features()."""
+        h = self.features(torch.cat([real, fake]), seeds)
         return linear_discriminator_loss(h[:len(real)], h[len(real):], self.output.weight, self.output.bias,
                                          backend=self.backend, return_stats=return_stats, check_finite=check_finite)
 
     def generator_loss(self, fake: Tensor, saturating: bool = False, return_stats: bool = False,
-                       check_finite: bool = True):
+                       check_finite: bool = True, seeds: Optional[Sequence[int]] = None):
         """G's loss on D(fake): -mean log D (non-saturating) or mean log(1 - D) (saturating)."""
-        return linear_generator_loss(self.features(fake), self.output.weight, self.output.bias, saturating=saturating,
-                                     backend=self.backend, return_stats=return_stats, check_finite=check_finite)
+        return linear_generator_loss(self.features(fake, seeds), self.output.weight, self.output.bias,
+                                     saturating=saturating, backend=self.backend, return_stats=return_stats,
+                                     check_finite=check_finite)
 
 
 def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):

@@ -62,8 +62,10 @@ class MaxoutLinear(torch.nn.Module):
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
-        return maxout.maxout_linear(x, self.weight, self.bias, self.pieces, self.p, self.training,
+    def forward(self, x, seed=None):
+        """seed: the dropout mask's Philox key; None draws one from torch's generator (a host read that
+        torch.compile(fullgraph=True) cannot trace: pass it there)."""
+        return maxout.maxout_linear(x, self.weight, self.bias, self.pieces, self.p, self.training, seed,
                                     backend=self.backend)
 
     def extra_repr(self):
@@ -78,8 +80,8 @@ class Maxout(torch.nn.Module):
         super().__init__()
         self.pieces, self.p, self.backend = pieces, p, backend
 
-    def forward(self, z):
-        return maxout.maxout_dropout(z, self.pieces, self.p, self.training, backend=self.backend)
+    def forward(self, z, seed=None):
+        return maxout.maxout_dropout(z, self.pieces, self.p, self.training, seed, backend=self.backend)
 
     def extra_repr(self):
         return f"pieces={self.pieces}, p={self.p}, backend={self.backend!r}"

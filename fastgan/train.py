@@ -131,7 +131,8 @@ class Trainer:
     """
 
     def __init__(self, generator: Generator, discriminator: Discriminator, train_images: Tensor,
-                 config: TrainConfig = TrainConfig(), out_dir: Union[str, Path, None] = None, extra_state=None):
+                 config: TrainConfig = TrainConfig(), out_dir: Union[str, Path, None] = None, extra_state=None,
+                 compile: bool = False):
         if train_images.dim() != 2 or len(train_images) < config.batch_size:
             raise ValueError(f"train_images must be [N >= batch_size={config.batch_size}, D], "
                              f"got shape {tuple(train_images.shape)}")
@@ -153,6 +154,11 @@ class Trainer:
             raise ValueError(f"batch_size {config.batch_size} must divide evenly over {self.world_size} processes")
         self.data_rng = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed + self.rank)  # different dropout masks on every rank
+        # compile: both losses (G and D forward, the fused ops and their backward) under torch.compile; the
+        # dropout seeds come in as arguments, so there is one graph each and no graph break.
+        self.compiled = compile
+        self._d_loss = torch.compile(self._discriminator_loss) if compile else self._discriminator_loss
+        self._g_loss = torch.compile(self._generator_loss) if compile else self._generator_loss
 
     # --- schedule -------------------------------------------------------------------------------------------
 
@@ -195,6 +201,20 @@ class Trainer:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad /= self.world_size
 
+    def _dropout_seeds(self):
+        # from torch's default generator, which the checkpoints save
+        return torch.randint(0, 2**63 - 1, (self.discriminator.dropout_layers,)).tolist()
+
+    def _discriminator_loss(self, real, noise, seeds):
+        with torch.no_grad():
+            fake = self.generator(noise)
+        # run() checks both losses once a step, so the op's NaN check (a host sync) is off
+        return self.discriminator.loss(real, fake, check_finite=False, seeds=seeds)
+
+    def _generator_loss(self, noise, seeds):
+        return self.discriminator.generator_loss(self.generator(noise), saturating=self.config.saturating,
+                                                 check_finite=False, seeds=seeds)
+
     def train_step(self):
         """One iteration of Algorithm 1. Returns (d_loss, g_loss, DStats) as tensors (no host sync)."""
         c, g, d = self.config, self.generator, self.discriminator
@@ -204,15 +224,14 @@ class Trainer:
                 group["lr"], group["momentum"] = lr, momentum
         for _ in range(c.k):
             real = self._shard(self._next_batch())
-            with torch.no_grad():
-                fake = g(self._shard(g.noise(c.batch_size, self.data_rng)))
-            d_loss, stats = d.loss(real, fake, check_finite=False)  # run() checks both losses, once a step
+            noise = self._shard(g.noise(c.batch_size, self.data_rng))
+            d_loss, stats = self._d_loss(real, noise, self._dropout_seeds())
             self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             self._average_gradients(d.parameters())
             self.d_optimizer.step()
         noise = self._shard(g.noise(c.batch_size, self.data_rng))
-        g_loss = d.generator_loss(g(noise), saturating=c.saturating, check_finite=False)
+        g_loss = self._g_loss(noise, self._dropout_seeds())
         # autograd.grad for G's parameters only: D's weight gradients are not needed in this step.
         params = list(g.parameters())
         for p, grad in zip(params, torch.autograd.grad(g_loss, params)):
