@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import fastgan
-from providers import DEVICE, compiled, fused_providers
+from providers import DEVICE, compiled, fused_providers, peak_mb
 
 P = 0.5
 SIZES = [(100, 784, 240, 5), (1024, 784, 1200, 5)]  # batch, in_features, units, pieces
@@ -84,6 +84,7 @@ def _time(benchmark, sync, fn, args, grad_shape, rounds):
         sync()
 
     step()  # warm-up (and compilation)
+    benchmark.extra_info["peak_mb"] = peak_mb(step)
     benchmark.pedantic(step, rounds=rounds, warmup_rounds=2, iterations=1)
 
 

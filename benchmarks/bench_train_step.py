@@ -18,7 +18,7 @@ from torch import nn
 
 from fastgan.models import ModelConfig, build_models
 from fastgan.train import TrainConfig, Trainer
-from providers import DEVICE, fused_providers
+from providers import DEVICE, fused_providers, peak_mb
 
 BATCH = 100
 
@@ -118,5 +118,5 @@ def test_train_step(benchmark, sync, provider):
         sync()
 
     benchmark.group = "train step, MNIST nets, batch 100"
-    benchmark.extra_info.update(provider=provider, device=DEVICE)
+    benchmark.extra_info.update(provider=provider, device=DEVICE, peak_mb=peak_mb(timed))
     benchmark(timed)
