@@ -1,7 +1,8 @@
 """Maxout + dropout (p = 0.5) forward + backward: eager PyTorch (linear, view, amax, dropout), torch.compile
 of the same, and the fused op per backend; for the whole layer also the bare GEMMs of the same shapes
 (x @ W.T, grad_z @ W, grad_z.T @ x: the ceiling). Sizes: the paper's layer (batch 100, 784 -> 240 x 5)
-and a large one (batch 1024, 784 -> 1200 x 5).
+and a large one (batch 1024, 784 -> 1200 x 5); and maxout over a convolution's channels (dim=1: batch 100,
+[192, 14, 14] -> [96, 14, 14], 2 pieces).
 
     python benchmarks/report.py --out maxout.md -k maxout
     (or: pytest benchmarks/bench_maxout.py --benchmark-only --benchmark-group-by=group)
@@ -19,10 +20,12 @@ from providers import DEVICE, compiled, fused_providers, peak_mb
 
 P = 0.5
 SIZES = [(100, 784, 240, 5), (1024, 784, 1200, 5)]  # batch, in_features, units, pieces
+CHANNEL_SIZES = [(100, 96, 2, 14)]  # batch, units, pieces, height = width
 
 
-def eager_maxout(z, pieces):
-    return F.dropout(z.unflatten(-1, (-1, pieces)).amax(-1), P)
+def eager_maxout(z, pieces, dim=-1):
+    dim %= z.dim()
+    return F.dropout(z.unflatten(dim, (-1, pieces)).amax(dim + 1), P)
 
 
 def eager_layer(x, w, b, pieces):
@@ -48,7 +51,7 @@ def make_fn(provider, layer):
     backend = provider.split("-", 1)[1]
     if layer:
         return lambda x, w, b, pieces: fastgan.maxout_linear(x, w, b, pieces, P, backend=backend)
-    return lambda z, pieces: fastgan.maxout_dropout(z, pieces, P, backend=backend)
+    return lambda z, pieces, dim=-1: fastgan.maxout_dropout(z, pieces, P, dim=dim, backend=backend)
 
 
 def saved_mb(fn, args, exclude):
@@ -99,6 +102,17 @@ def test_maxout_dropout_fwd_bwd(benchmark, sync, provider, batch, features, unit
     _time(benchmark, sync, lambda z: fn(z, pieces), [z], (batch, units), rounds=200 if batch < 1000 else 30)
 
 
+@pytest.mark.parametrize("batch,units,pieces,side", CHANNEL_SIZES, ids=["conv"])
+@pytest.mark.parametrize("provider", ["eager", "compile", *fused_providers()])
+def test_maxout_channels_fwd_bwd(benchmark, sync, provider, batch, units, pieces, side):
+    z = torch.randn(batch, units * pieces, side, side, device=DEVICE, requires_grad=True)
+    fn = make_fn(provider, layer=False)
+    fn(z, pieces, 1)
+    benchmark.group = f"maxout channels fwd+bwd, batch {batch}, {units * pieces}x{side}x{side} -> {units} ({DEVICE})"
+    benchmark.extra_info.update(provider=provider, device=DEVICE, saved_mb=saved_mb(fn, (z, pieces, 1), [z]))
+    _time(benchmark, sync, lambda z: fn(z, pieces, 1), [z], (batch, units, side, side), rounds=100)
+
+
 @pytest.mark.parametrize("batch,features,units,pieces", SIZES, ids=["paper", "large"])
 @pytest.mark.parametrize("provider", ["gemm", "eager", "compile", *fused_providers()])
 def test_maxout_linear_fwd_bwd(benchmark, sync, provider, batch, features, units, pieces):
@@ -121,35 +135,44 @@ def interleaved(rounds):
     providers = ["eager", "compile", "fused-cpu"] + (["fused-cuda", "fused-triton"] if DEVICE == "cuda" else [])
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
     print(f"device {DEVICE}, {torch.get_num_threads()} threads, p={P}, {rounds} interleaved rounds; median (x GEMMs)")
+    cases = []  # (label, {provider: (fn, tensor args, other args, grad shape)})
     for layer in (False, True):
         for batch, features, units, pieces in SIZES:
             x, w, b = _inputs(batch, features, units, pieces)
             z = torch.randn(batch, units * pieces, device=DEVICE, requires_grad=True)
-            steps = {}
-            for provider in (["gemm"] if layer else []) + providers:
-                fn, args = make_fn(provider, layer), ([x, w, b] if layer else [z])
-                grad = torch.randn(batch, units * pieces if provider == "gemm" else units, device=DEVICE)
+            setup = {provider: (make_fn(provider, layer), [x, w, b] if layer else [z], (pieces,),
+                                (batch, units * pieces if provider == "gemm" else units))
+                     for provider in (["gemm"] if layer else []) + providers}
+            cases.append((f"{'layer' if layer else 'elementwise'} batch {batch} {features}->{units}x{pieces}", setup))
+    for batch, units, pieces, side in CHANNEL_SIZES:
+        z = torch.randn(batch, units * pieces, side, side, device=DEVICE, requires_grad=True)
+        setup = {provider: (make_fn(provider, False), [z], (pieces, 1), (batch, units, side, side))
+                 for provider in providers}
+        cases.append((f"channels batch {batch} {units * pieces}x{side}x{side}->{units}", setup))
+    for label, setup in cases:
+        steps = {}
+        for provider, (fn, args, extra, grad_shape) in setup.items():
+            grad = torch.randn(grad_shape, device=DEVICE)
 
-                def step(fn=fn, args=args, grad=grad):
-                    for a in args:
-                        a.grad = None
-                    fn(*args, pieces).backward(grad)
-                    sync()
+            def step(fn=fn, args=args, extra=extra, grad=grad):
+                for a in args:
+                    a.grad = None
+                fn(*args, *extra).backward(grad)
+                sync()
 
+            step()
+            steps[provider] = step
+        times = {p: [] for p in steps}
+        for _ in range(rounds):
+            for provider, step in steps.items():
+                start = time.perf_counter()
                 step()
-                steps[provider] = step
-            times = {p: [] for p in steps}
-            for _ in range(rounds):
-                for provider, step in steps.items():
-                    start = time.perf_counter()
-                    step()
-                    times[provider].append(time.perf_counter() - start)
-            med = {p: statistics.median(t) for p, t in times.items()}
-            cells = [f"{p} {med[p] * 1e3:.3g} ms" + (f" ({med[p] / med['gemm']:.2f})" if layer else "") for p in med]
-            what = "layer" if layer else "elementwise"
-            print(f"{what} batch {batch} {features}->{units}x{pieces}: " + ", ".join(cells)
-                  + f"; eager/fused {med['eager'] / med['fused-cpu']:.2f}, compile/fused "
-                  f"{med['compile'] / med['fused-cpu']:.2f}")
+                times[provider].append(time.perf_counter() - start)
+        med = {p: statistics.median(t) for p, t in times.items()}
+        cells = [f"{p} {med[p] * 1e3:.3g} ms" + (f" ({med[p] / med['gemm']:.2f})" if "gemm" in med else "")
+                 for p in med]
+        print(f"{label}: " + ", ".join(cells) + f"; eager/fused {med['eager'] / med['fused-cpu']:.2f}, "
+              f"compile/fused {med['compile'] / med['fused-cpu']:.2f}")
 
 
 if __name__ == "__main__":

@@ -74,14 +74,15 @@ class MaxoutLinear(torch.nn.Module):
 
 
 class Maxout(torch.nn.Module):
-    """Maxout over groups of `pieces` consecutive features, then dropout p (fastgan.ops.maxout_dropout)."""
+    """Maxout over groups of `pieces` consecutive features along `dim`, then dropout p
+    (fastgan.ops.maxout_dropout): dim=-1 after a Linear, dim=1 over a convolution's channels."""
 
-    def __init__(self, pieces, p=0.0, backend="auto"):
+    def __init__(self, pieces, p=0.0, dim=-1, backend="auto"):
         super().__init__()
-        self.pieces, self.p, self.backend = pieces, p, backend
+        self.pieces, self.p, self.dim, self.backend = pieces, p, dim, backend
 
     def forward(self, z, seed=None):
-        return maxout.maxout_dropout(z, self.pieces, self.p, self.training, seed, backend=self.backend)
+        return maxout.maxout_dropout(z, self.pieces, self.p, self.training, seed, dim=self.dim, backend=self.backend)
 
     def extra_repr(self):
-        return f"pieces={self.pieces}, p={self.p}, backend={self.backend!r}"
+        return f"pieces={self.pieces}, p={self.p}, dim={self.dim}, backend={self.backend!r}"

@@ -84,10 +84,13 @@ def parzen_log_density(x, centers, sigmas):
 # --- Maxout + dropout ---------------------------------------------------------------------------------
 # Maxout (Goodfellow et al. 2013), as the paper's discriminator uses it: unit u of a row is the max over
 # its K pieces z[..., u*K : u*K + K] (the layout of nn.Linear(d, U*K) + .view(..., U, K).amax(-1)).
+# Over a channel dim, z is viewed as [R, U*K, inner] (inner = the product of the dims after it; a dense
+# z [R, U*K] has inner = 1): element (r, u, i) of y [R, U, inner] is the max of z[r, u*K + k, i].
 # The argmax is the first piece holding the maximum, a NaN counting as the maximum (so NaN propagates);
-# the gradient goes to that one piece. Inverted dropout then keeps unit (row, u) when the Philox uniform
-# at element index offset + row*U + u is > p, scaling it by 1/(1-p); a dropped unit is exactly 0, even
-# when its max is inf or NaN. Every backend uses this index and this stream, so one seed gives one mask.
+# the gradient goes to that one piece. Inverted dropout then keeps element (r, u, i) when the Philox
+# uniform at element index offset + (r*U + u)*inner + i (its flat index in y; offset + r*U + u for a
+# dense z) is > p, scaling it by 1/(1-p); a dropped element is exactly 0, even when its max is inf or NaN.
+# Every backend uses this index and this stream, so one seed gives one mask.
 
 # Philox4x32-10 constants, as in triton/language/random.py.
 _PHILOX_ROUND_A, _PHILOX_ROUND_B = 0xD2511F53, 0xCD9E8D57
@@ -122,40 +125,47 @@ def philox_uniform(seed, offsets):
     return int31.to(torch.float32) * torch.tensor(_UINT_TO_UNIFORM, dtype=torch.float32)
 
 
-def dropout_keep(seed, rows, units, p, offset, device=None):
-    """Bool [rows, units]: which units dropout keeps (uniform > p, compared in float32)."""
-    index = offset + torch.arange(rows * units, dtype=torch.int64, device=device).reshape(rows, units)
+def dropout_keep(seed, shape, p, offset, device=None):
+    """Bool tensor of `shape` (y's): which elements dropout keeps (uniform > p, compared in float32), the
+    Philox index of an element being offset + its row-major flat index."""
+    index = offset + torch.arange(math.prod(shape), dtype=torch.int64, device=device).reshape(shape)
     return philox_uniform(seed, index) > torch.tensor(p, dtype=torch.float32)
 
 
 def maxout_argmax(z, pieces):
-    """(max, argmax as int8) over the pieces of each unit of z [R, U*K]: first maximum, NaN wins."""
-    z = z.reshape(z.shape[0], z.shape[1] // pieces, pieces)
-    best, index = z[..., 0], torch.zeros(z.shape[:2], dtype=torch.int8, device=z.device)
+    """(max, argmax as int8) [R, U(, inner)] over the pieces of z [R, U*K] or [R, U*K, inner]: first
+    maximum, NaN wins."""
+    z = z.unflatten(1, (z.shape[1] // pieces, pieces))  # piece k of every unit: z.select(2, k)
+    best = z.select(2, 0)
+    index = torch.zeros(best.shape, dtype=torch.int8, device=z.device)
     for k in range(1, pieces):
-        take = (z[..., k] > best) | (z[..., k].isnan() & ~best.isnan())
-        best = torch.where(take, z[..., k], best)
+        v = z.select(2, k)
+        take = (v > best) | (v.isnan() & ~best.isnan())
+        best = torch.where(take, v, best)
         index = torch.where(take, k, index).to(torch.int8)
     return best, index
 
 
 def maxout_dropout(z, pieces, p, seed, offset):
-    """The kernels' contract on z [R, U*K]: (y [R, U], argmax int8 [R, U]); p = 0 draws nothing."""
+    """The kernels' contract on z [R, U*K(, inner)]: (y [R, U(, inner)], argmax int8 of y's shape); p = 0
+    draws nothing."""
     best, argmax = maxout_argmax(z, pieces)
     if p == 0:
         return best, argmax
-    keep = dropout_keep(seed, best.shape[0], best.shape[1], p, offset, z.device)
+    keep = dropout_keep(seed, best.shape, p, offset, z.device)
     return torch.where(keep, best * (1.0 / (1.0 - p)), 0.0).to(z.dtype), argmax
 
 
 def maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset):
-    """d loss / d z [R, U*K]: grad_y (times the kept mask / (1-p)) lands on each unit's argmax piece."""
+    """d loss / d z [R, U*K(, inner)]: grad_y [R, U(, inner)] (times the kept mask / (1-p)) lands on each
+    element's argmax piece."""
     grad = grad_y
     if p != 0:
-        keep = dropout_keep(seed, grad_y.shape[0], grad_y.shape[1], p, offset, grad_y.device)
+        keep = dropout_keep(seed, grad_y.shape, p, offset, grad_y.device)
         grad = torch.where(keep, grad_y * (1.0 / (1.0 - p)), 0.0).to(grad_y.dtype)
-    onehot = argmax.long()[..., None] == torch.arange(pieces, device=grad_y.device)
-    return torch.where(onehot, grad[..., None], 0.0).to(grad_y.dtype).reshape(grad_y.shape[0], grad_y.shape[1] * pieces)
+    k = torch.arange(pieces, device=grad_y.device).reshape(pieces, *[1] * (grad_y.dim() - 2))
+    onehot = argmax.long().unsqueeze(2) == k  # [R, U, K(, inner)]
+    return torch.where(onehot, grad.unsqueeze(2), 0.0).to(grad_y.dtype).flatten(1, 2)
 
 
 def maxout_linear(x, weight, bias, pieces, p, seed, offset):

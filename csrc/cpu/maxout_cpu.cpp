@@ -1,6 +1,7 @@
-// CPU kernels of maxout + dropout. Rows are split across threads with at::parallel_for; inside a row the
-// units go in chunks: loops over the pieces take the max, one fills the chunk's Philox uniforms (integer
-// arithmetic that the compiler vectorises) and one applies the mask. Every loop is branch-free.
+// CPU kernels of maxout + dropout. Rows (or, over a channel dim, lines (r, u) of [inner] positions) are
+// split across threads with at::parallel_for; inside one the units (positions) go in chunks: loops over
+// the pieces take the max, one fills the chunk's Philox uniforms (integer arithmetic that the compiler
+// vectorises) and one applies the mask. Every loop is branch-free.
 #include "cpu/maxout_cpu.h"
 
 #include <ATen/Parallel.h>
@@ -68,6 +69,39 @@ scalar_t select(bool take, scalar_t a, scalar_t b) {
   return out;
 }
 
+// n <= kChunk lanes whose K pieces lie piece-major (piece k of lane j at pieces[k * stride + j]): the max
+// runs over contiguous lanes, k outer, and vectorises; then the dropout of the lanes, whose Philox element
+// indices are index .. index + n - 1, and the store.
+template <typename scalar_t>
+void maxout_dropout_lanes(const scalar_t* __restrict__ pieces, int64_t stride, int64_t n, int64_t K,
+                          const DropoutParams& d, uint64_t index, scalar_t* __restrict__ y,
+                          int8_t* __restrict__ argmax) {
+  const float p = d.p;
+  const scalar_t scale = static_cast<scalar_t>(d.scale);
+  scalar_t best[kChunk];
+  int8_t arg[kChunk];
+  float uniform[kChunk];
+  for (int64_t j = 0; j < n; ++j) {
+    best[j] = pieces[j];
+    arg[j] = 0;
+  }
+  for (int64_t k = 1; k < K; ++k)
+    for (int64_t j = 0; j < n; ++j) {
+      const scalar_t v = pieces[k * stride + j];
+      const bool take = maxout_takes(v, best[j]);
+      best[j] = take ? v : best[j];
+      arg[j] = take ? static_cast<int8_t>(k) : arg[j];
+    }
+  if (p > 0) {
+    fill_uniforms(uniform, n, d.seed, index);
+    for (int64_t j = 0; j < n; ++j) best[j] = select(uniform[j] > p, best[j] * scale, scalar_t(0));
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    y[j] = best[j];
+    argmax[j] = arg[j];
+  }
+}
+
 // Units [0, units) of one row: z points at the row's first piece, y/argmax at its first unit; `index` is
 // the Philox element index of unit 0. A chunk of units is first transposed to piece-major order, so the
 // max runs over contiguous lanes, k outer, and vectorises (2.4 ms for 1024 x 1200 x 5 floats on one core,
@@ -76,56 +110,66 @@ template <typename scalar_t>
 void maxout_dropout_row(const scalar_t* __restrict__ z, int64_t units, int64_t K, const DropoutParams& d,
                         uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(kChunk, kStage / K));
-  const float p = d.p;
-  const scalar_t scale = static_cast<scalar_t>(d.scale);
-  scalar_t staged[kStage], best[kChunk];
-  int8_t arg[kChunk];
-  float uniform[kChunk];
+  scalar_t staged[kStage];
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     const int64_t n = std::min(chunk, units - u0);
     const scalar_t* zc = z + u0 * K;
     for (int64_t j = 0; j < n; ++j)
       for (int64_t k = 0; k < K; ++k) staged[k * n + j] = zc[j * K + k];
-    for (int64_t j = 0; j < n; ++j) {
-      best[j] = staged[j];
-      arg[j] = 0;
-    }
-    for (int64_t k = 1; k < K; ++k)
-      for (int64_t j = 0; j < n; ++j) {
-        const scalar_t v = staged[k * n + j];
-        const bool take = maxout_takes(v, best[j]);
-        best[j] = take ? v : best[j];
-        arg[j] = take ? static_cast<int8_t>(k) : arg[j];
-      }
-    if (p > 0) {
-      fill_uniforms(uniform, n, d.seed, index + u0);
-      for (int64_t j = 0; j < n; ++j) best[j] = select(uniform[j] > p, best[j] * scale, scalar_t(0));
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      y[u0 + j] = best[j];
-      argmax[u0 + j] = arg[j];
-    }
+    maxout_dropout_lanes(staged, n, n, K, d, index + u0, y + u0, argmax + u0);
+  }
+}
+
+// Positions [0, inner) of one line (r, u) of z [R, U*K, inner], inner > 1: z points at the line's piece 0,
+// y/argmax at its first output, `index` is the Philox element index of position 0. The pieces of
+// neighbouring positions are already neighbouring lanes, so no transposition is needed.
+template <typename scalar_t>
+void maxout_dropout_line(const scalar_t* __restrict__ z, int64_t inner, int64_t K, const DropoutParams& d,
+                         uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
+  for (int64_t i0 = 0; i0 < inner; i0 += kChunk)
+    maxout_dropout_lanes(z + i0, inner, std::min(kChunk, inner - i0), K, d, index + i0, y + i0, argmax + i0);
+}
+
+// g[j] = grad_y[j] times the regenerated mask / (1-p) of the n <= kChunk units at Philox indices index + j.
+template <typename scalar_t>
+void dropout_grad(const scalar_t* __restrict__ grad_y, int64_t n, const DropoutParams& d, uint64_t index,
+                  scalar_t* __restrict__ g) {
+  const float p = d.p;
+  const scalar_t scale = static_cast<scalar_t>(d.scale);
+  float uniform[kChunk];
+  if (p > 0) {
+    fill_uniforms(uniform, n, d.seed, index);
+    for (int64_t j = 0; j < n; ++j) g[j] = select(uniform[j] > p, grad_y[j] * scale, scalar_t(0));
+  } else {
+    for (int64_t j = 0; j < n; ++j) g[j] = grad_y[j];
   }
 }
 
 template <typename scalar_t>
 void maxout_backward_row(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax, int64_t units,
                          int64_t K, const DropoutParams& d, uint64_t index, scalar_t* __restrict__ grad_z) {
-  const float p = d.p;
-  const scalar_t scale = static_cast<scalar_t>(d.scale);
   scalar_t g[kChunk];
-  float uniform[kChunk];
   for (int64_t u0 = 0; u0 < units; u0 += kChunk) {
     const int64_t n = std::min(kChunk, units - u0);
-    if (p > 0) {
-      fill_uniforms(uniform, n, d.seed, index + u0);
-      for (int64_t j = 0; j < n; ++j) g[j] = select(uniform[j] > p, grad_y[u0 + j] * scale, scalar_t(0));
-    } else {
-      for (int64_t j = 0; j < n; ++j) g[j] = grad_y[u0 + j];
-    }
+    dropout_grad(grad_y + u0, n, d, index + u0, g);
     scalar_t* out = grad_z + u0 * K;
     for (int64_t j = 0; j < n; ++j)
       for (int64_t k = 0; k < K; ++k) out[j * K + k] = select(k == argmax[u0 + j], g[j], scalar_t(0));
+  }
+}
+
+// The backward of maxout_dropout_line: grad_z's K pieces of the line, [K, inner], piece k's lanes contiguous.
+template <typename scalar_t>
+void maxout_backward_line(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax, int64_t inner,
+                          int64_t K, const DropoutParams& d, uint64_t index, scalar_t* __restrict__ grad_z) {
+  scalar_t g[kChunk];
+  for (int64_t i0 = 0; i0 < inner; i0 += kChunk) {
+    const int64_t n = std::min(kChunk, inner - i0);
+    dropout_grad(grad_y + i0, n, d, index + i0, g);
+    for (int64_t k = 0; k < K; ++k) {
+      scalar_t* out = grad_z + k * inner + i0;
+      for (int64_t j = 0; j < n; ++j) out[j] = select(k == argmax[i0 + j], g[j], scalar_t(0));
+    }
   }
 }
 
@@ -184,48 +228,71 @@ int64_t row_grain(int64_t row_elems) { return std::max<int64_t>(1, 32768 / std::
 
 std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
                                            int64_t offset) {
-  check_cpu_floating(z_in, "z", 2);
+  TORCH_CHECK(z_in.dim() == 2 || z_in.dim() == 3, "z must be [R, U*K] or [R, U*K, inner], got shape ", z_in.sizes());
+  check_cpu_floating(z_in, "z", z_in.dim());
   check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's last dim must be a multiple of pieces=", pieces, ", got shape ",
+  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's dim 1 must be a multiple of pieces=", pieces, ", got shape ",
               z_in.sizes());
   const at::Tensor z = z_in.contiguous();
-  const int64_t rows = z.size(0), units = z.size(1) / pieces;
-  at::Tensor y = at::empty({rows, units}, z.options());
-  at::Tensor argmax = at::empty({rows, units}, z.options().dtype(at::kChar));
+  const int64_t rows = z.size(0), units = z.size(1) / pieces, inner = z.dim() == 3 ? z.size(2) : 1;
+  std::vector<int64_t> shape = z.sizes().vec();
+  shape[1] = units;  // y [R, U(, inner)]
+  at::Tensor y = at::empty(shape, z.options());
+  at::Tensor argmax = at::empty(shape, z.options().dtype(at::kChar));
   const DropoutParams d = make_dropout(p, seed, offset);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "maxout_dropout_cpu", [&] {
     const scalar_t* zp = z.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
     int8_t* ap = argmax.data_ptr<int8_t>();
-    at::parallel_for(0, rows, row_grain(units * pieces), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        maxout_dropout_row<scalar_t>(zp + r * units * pieces, units, pieces, d, dropout_index(offset, r, units, 0),
-                                     yp + r * units, ap + r * units);
-    });
+    if (inner == 1) {
+      at::parallel_for(0, rows, row_grain(units * pieces), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          maxout_dropout_row<scalar_t>(zp + r * units * pieces, units, pieces, d, dropout_index(offset, r, units, 0),
+                                       yp + r * units, ap + r * units);
+      });
+    } else {  // lines l = r*U + u, each with its [K, inner] pieces and [inner] outputs
+      at::parallel_for(0, rows * units, row_grain(pieces * inner), [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l)
+          maxout_dropout_line<scalar_t>(zp + l * pieces * inner, inner, pieces, d, dropout_index(offset, l, inner, 0),
+                                        yp + l * inner, ap + l * inner);
+      });
+    }
   });
   return {y, argmax};
 }
 
 at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& argmax_in, int64_t pieces,
                                        double p, int64_t seed, int64_t offset) {
-  check_cpu_floating(grad_y_in, "grad_y", 2);
+  TORCH_CHECK(grad_y_in.dim() == 2 || grad_y_in.dim() == 3, "grad_y must be [R, U] or [R, U, inner], got shape ",
+              grad_y_in.sizes());
+  check_cpu_floating(grad_y_in, "grad_y", grad_y_in.dim());
   check_dropout(pieces, p, seed, offset);
   TORCH_CHECK(argmax_in.scalar_type() == at::kChar && argmax_in.sizes() == grad_y_in.sizes(),
               "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), ", got ", argmax_in.scalar_type(), " ",
               argmax_in.sizes());
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
-  const int64_t rows = grad_y.size(0), units = grad_y.size(1);
-  at::Tensor grad_z = at::empty({rows, units * pieces}, grad_y.options());
+  const int64_t rows = grad_y.size(0), units = grad_y.size(1), inner = grad_y.dim() == 3 ? grad_y.size(2) : 1;
+  std::vector<int64_t> shape = grad_y.sizes().vec();
+  shape[1] = units * pieces;  // grad_z [R, U*K(, inner)]
+  at::Tensor grad_z = at::empty(shape, grad_y.options());
   const DropoutParams d = make_dropout(p, seed, offset);
   AT_DISPATCH_FLOATING_TYPES(grad_y.scalar_type(), "maxout_dropout_backward_cpu", [&] {
     const scalar_t* gp = grad_y.data_ptr<scalar_t>();
     const int8_t* ap = argmax.data_ptr<int8_t>();
     scalar_t* out = grad_z.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, row_grain(units * pieces), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        maxout_backward_row<scalar_t>(gp + r * units, ap + r * units, units, pieces, d,
-                                      dropout_index(offset, r, units, 0), out + r * units * pieces);
-    });
+    if (inner == 1) {
+      at::parallel_for(0, rows, row_grain(units * pieces), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          maxout_backward_row<scalar_t>(gp + r * units, ap + r * units, units, pieces, d,
+                                        dropout_index(offset, r, units, 0), out + r * units * pieces);
+      });
+    } else {
+      at::parallel_for(0, rows * units, row_grain(pieces * inner), [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l)
+          maxout_backward_line<scalar_t>(gp + l * inner, ap + l * inner, inner, pieces, d,
+                                         dropout_index(offset, l, inner, 0), out + l * pieces * inner);
+      });
+    }
   });
   return grad_z;
 }
@@ -325,21 +392,11 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
     const int8_t* ap = argmax.data_ptr<int8_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* wp = weight.data_ptr<scalar_t>();
-    const scalar_t scale = static_cast<scalar_t>(d.scale);
     at::parallel_for(0, rows, row_grain(units * K), [&](int64_t r0, int64_t r1) {
-      float uniform[kChunk];
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t u0 = 0; u0 < units; u0 += kChunk) {
-          const int64_t n = std::min(kChunk, units - u0);
-          const scalar_t* in = gy + r * units + u0;
-          scalar_t* out = gp + r * units + u0;
-          if (d.p > 0) {
-            fill_uniforms(uniform, n, d.seed, dropout_index(offset, r, units, u0));
-            for (int64_t j = 0; j < n; ++j) out[j] = select(uniform[j] > d.p, in[j] * scale, scalar_t(0));
-          } else {
-            std::copy(in, in + n, out);
-          }
-        }
+        for (int64_t u0 = 0; u0 < units; u0 += kChunk)
+          dropout_grad(gy + r * units + u0, std::min(kChunk, units - u0), d, dropout_index(offset, r, units, u0),
+                       gp + r * units + u0);
     });
     // Both products go in blocks whose operand rows (x rows for grad_weight, weight rows for grad_x) fill
     // about 256 KB, so they are read from L2: the 1024 x 784 -> 1200 x 5 backward gathered 2 GB from L3

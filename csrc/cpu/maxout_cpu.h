@@ -5,12 +5,13 @@
 
 namespace fastgan {
 
-// {y [R, U], argmax int8 [R, U]} of maxout over `pieces` consecutive columns of z [R, U*K], then dropout p
-// with the Philox mask of (seed, offset); see common/maxout_math.h.
+// {y [R, U(, inner)], argmax int8 of y's shape} of maxout over `pieces` consecutive channels (dim 1) of
+// z [R, U*K] or [R, U*K, inner], then dropout p with the Philox mask of (seed, offset); see
+// common/maxout_math.h.
 std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z, int64_t pieces, double p, int64_t seed,
                                            int64_t offset);
 
-// grad_z [R, U*K]: grad_y [R, U] times the regenerated mask / (1-p), on each unit's argmax piece.
+// grad_z [R, U*K(, inner)]: grad_y [R, U(, inner)] times the regenerated mask / (1-p), on each argmax piece.
 at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y, const at::Tensor& argmax, int64_t pieces, double p,
                                        int64_t seed, int64_t offset);
 

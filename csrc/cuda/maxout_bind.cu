@@ -29,17 +29,20 @@ auto cuda_ptr(const at::Tensor& t) {
 
 std::vector<at::Tensor> maxout_dropout_cuda(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
                                             int64_t offset) {
-  check_cuda_input(z_in, "z", 2, z_in);
+  TORCH_CHECK(z_in.dim() == 2 || z_in.dim() == 3, "z must be [R, U*K] or [R, U*K, inner], got shape ", z_in.sizes());
+  check_cuda_input(z_in, "z", z_in.dim(), z_in);
   check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's last dim must be a multiple of pieces=", pieces, ", got shape ",
+  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's dim 1 must be a multiple of pieces=", pieces, ", got shape ",
               z_in.sizes());
   const c10::cuda::CUDAGuard guard(z_in.device());
   const at::Tensor z = z_in.contiguous();
-  const int64_t rows = z.size(0), units = z.size(1) / pieces;
-  at::Tensor y = at::empty({rows, units}, z.options());
-  at::Tensor argmax = at::empty({rows, units}, z.options().dtype(at::kChar));
+  const int64_t inner = z.dim() == 3 ? z.size(2) : 1;
+  std::vector<int64_t> shape = z.sizes().vec();
+  shape[1] /= pieces;  // y [R, U(, inner)]
+  at::Tensor y = at::empty(shape, z.options());
+  at::Tensor argmax = at::empty(shape, z.options().dtype(at::kChar));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "maxout_dropout_cuda", [&] {
-    maxout_dropout_cuda_launch(cuda_ptr<scalar_t>(z), rows * units, pieces, p, seed, offset, cuda_ptr<scalar_t>(y),
+    maxout_dropout_cuda_launch(cuda_ptr<scalar_t>(z), y.numel(), pieces, inner, p, seed, offset, cuda_ptr<scalar_t>(y),
                                argmax.data_ptr<int8_t>(), c10::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -48,7 +51,9 @@ std::vector<at::Tensor> maxout_dropout_cuda(const at::Tensor& z_in, int64_t piec
 
 at::Tensor maxout_dropout_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& argmax_in, int64_t pieces,
                                         double p, int64_t seed, int64_t offset) {
-  check_cuda_input(grad_y_in, "grad_y", 2, grad_y_in);
+  TORCH_CHECK(grad_y_in.dim() == 2 || grad_y_in.dim() == 3, "grad_y must be [R, U] or [R, U, inner], got shape ",
+              grad_y_in.sizes());
+  check_cuda_input(grad_y_in, "grad_y", grad_y_in.dim(), grad_y_in);
   check_dropout(pieces, p, seed, offset);
   TORCH_CHECK(argmax_in.device() == grad_y_in.device() && argmax_in.scalar_type() == at::kChar &&
                   argmax_in.sizes() == grad_y_in.sizes(),
@@ -56,11 +61,13 @@ at::Tensor maxout_dropout_backward_cuda(const at::Tensor& grad_y_in, const at::T
               argmax_in.scalar_type(), " ", argmax_in.sizes());
   const c10::cuda::CUDAGuard guard(grad_y_in.device());
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
-  const int64_t rows = grad_y.size(0), units = grad_y.size(1);
-  at::Tensor grad_z = at::empty({rows, units * pieces}, grad_y.options());
+  const int64_t inner = grad_y.dim() == 3 ? grad_y.size(2) : 1;
+  std::vector<int64_t> shape = grad_y.sizes().vec();
+  shape[1] *= pieces;  // grad_z [R, U*K(, inner)]
+  at::Tensor grad_z = at::empty(shape, grad_y.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "maxout_dropout_backward_cuda", [&] {
-    maxout_dropout_backward_cuda_launch(cuda_ptr<scalar_t>(grad_y), argmax.data_ptr<int8_t>(), rows * units, pieces,
-                                        p, seed, offset, cuda_ptr<scalar_t>(grad_z),
+    maxout_dropout_backward_cuda_launch(cuda_ptr<scalar_t>(grad_y), argmax.data_ptr<int8_t>(), grad_y.numel(), pieces,
+                                        inner, p, seed, offset, cuda_ptr<scalar_t>(grad_z),
                                         c10::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -1,8 +1,9 @@
-// CUDA kernels of maxout + dropout. The elementwise kernels take one unit per thread in a grid-stride
-// loop. The layer kernel is a shared-memory tiled GEMM (16 x 16 threads, one (row, unit) each, one
-// register accumulator per piece) whose epilogue adds the bias, takes the max and applies the dropout,
-// so z never reaches global memory. It uses no tensor cores: a cuBLAS GEMM + the elementwise kernel
-// may be faster for large layers.
+// CUDA kernels of maxout + dropout. The elementwise kernels take one output element per thread in a
+// grid-stride loop: e = (row*U + unit)*inner + i, so neighbouring threads read neighbouring positions i of
+// each piece (coalesced) when inner > 1, and neighbouring units' pieces when inner = 1. The layer kernel
+// is a shared-memory tiled GEMM (16 x 16 threads, one (row, unit) each, one register accumulator per
+// piece) whose epilogue adds the bias, takes the max and applies the dropout, so z never reaches global
+// memory. It uses no tensor cores: a cuBLAS GEMM + the elementwise kernel may be faster for large layers.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -25,17 +26,17 @@ __device__ acc_t apply_dropout(acc_t v, const DropoutParams& d, uint64_t index) 
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void maxout_dropout_fwd_kernel(const scalar_t* __restrict__ z, int64_t n, int pieces, DropoutParams d,
-                                          scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
+__global__ void maxout_dropout_fwd_kernel(const scalar_t* __restrict__ z, int64_t n, int pieces, int64_t inner,
+                                          DropoutParams d, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-    const scalar_t* piece = z + e * pieces;
+    const scalar_t* piece = z + maxout_first_piece(e, pieces, inner);
     acc_t best = static_cast<acc_t>(piece[0]);
     int arg = 0;
     for (int k = 1; k < pieces; ++k) {
-      const acc_t v = static_cast<acc_t>(piece[k]);
+      const acc_t v = static_cast<acc_t>(piece[k * inner]);
       if (maxout_takes(v, best)) best = v, arg = k;
     }
-    // e = row*U + unit of the flattened [R, U] output
+    // e is the flat index of the [R, U, inner] output
     y[e] = static_cast<scalar_t>(apply_dropout(best, d, dropout_index(d.offset, 0, 0, e)));
     argmax[e] = static_cast<int8_t>(arg);
   }
@@ -43,12 +44,14 @@ __global__ void maxout_dropout_fwd_kernel(const scalar_t* __restrict__ z, int64_
 
 template <typename scalar_t, typename acc_t>
 __global__ void maxout_dropout_bwd_kernel(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax,
-                                          int64_t n, int pieces, DropoutParams d, scalar_t* __restrict__ grad_z) {
+                                          int64_t n, int pieces, int64_t inner, DropoutParams d,
+                                          scalar_t* __restrict__ grad_z) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
     const uint64_t index = dropout_index(d.offset, 0, 0, e);
     const scalar_t g = static_cast<scalar_t>(apply_dropout(static_cast<acc_t>(grad_y[e]), d, index));
     const int arg = argmax[e];
-    for (int k = 0; k < pieces; ++k) grad_z[e * pieces + k] = k == arg ? g : static_cast<scalar_t>(0.f);
+    scalar_t* piece = grad_z + maxout_first_piece(e, pieces, inner);
+    for (int k = 0; k < pieces; ++k) piece[k * inner] = k == arg ? g : static_cast<scalar_t>(0.f);
   }
 }
 
@@ -108,22 +111,22 @@ void launch_linear(const scalar_t* x, const scalar_t* weight, const scalar_t* bi
 }  // namespace
 
 template <typename scalar_t>
-void maxout_dropout_cuda_launch(const scalar_t* z, int64_t n, int64_t pieces, double p, int64_t seed, int64_t offset,
-                                scalar_t* y, int8_t* argmax, cudaStream_t stream) {
+void maxout_dropout_cuda_launch(const scalar_t* z, int64_t n, int64_t pieces, int64_t inner, double p, int64_t seed,
+                                int64_t offset, scalar_t* y, int8_t* argmax, cudaStream_t stream) {
   if (n == 0) return;
   maxout_dropout_fwd_kernel<scalar_t, typename Acc<scalar_t>::type>
       <<<blocks_for(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
-      z, n, static_cast<int>(pieces), make_dropout(p, seed, offset), y, argmax);
+      z, n, static_cast<int>(pieces), inner, make_dropout(p, seed, offset), y, argmax);
 }
 
 template <typename scalar_t>
 void maxout_dropout_backward_cuda_launch(const scalar_t* grad_y, const int8_t* argmax, int64_t n, int64_t pieces,
-                                         double p, int64_t seed, int64_t offset, scalar_t* grad_z,
+                                         int64_t inner, double p, int64_t seed, int64_t offset, scalar_t* grad_z,
                                          cudaStream_t stream) {
   if (n == 0) return;
   maxout_dropout_bwd_kernel<scalar_t, typename Acc<scalar_t>::type>
       <<<blocks_for(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
-      grad_y, argmax, n, static_cast<int>(pieces), make_dropout(p, seed, offset), grad_z);
+      grad_y, argmax, n, static_cast<int>(pieces), inner, make_dropout(p, seed, offset), grad_z);
 }
 
 template <typename scalar_t>
@@ -148,10 +151,10 @@ void maxout_linear_cuda_launch(const scalar_t* x, const scalar_t* weight, const 
 }
 
 #define FASTGAN_INSTANTIATE(T)                                                                                   \
-  template void maxout_dropout_cuda_launch<T>(const T*, int64_t, int64_t, double, int64_t, int64_t, T*, int8_t*,  \
-                                              cudaStream_t);                                                     \
-  template void maxout_dropout_backward_cuda_launch<T>(const T*, const int8_t*, int64_t, int64_t, double, int64_t, \
-                                                       int64_t, T*, cudaStream_t);                               \
+  template void maxout_dropout_cuda_launch<T>(const T*, int64_t, int64_t, int64_t, double, int64_t, int64_t, T*,  \
+                                              int8_t*, cudaStream_t);                                            \
+  template void maxout_dropout_backward_cuda_launch<T>(const T*, const int8_t*, int64_t, int64_t, int64_t, double, \
+                                                       int64_t, int64_t, T*, cudaStream_t);                      \
   template void maxout_linear_cuda_launch<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,    \
                                              double, int64_t, int64_t, T*, int8_t*, cudaStream_t);
 FASTGAN_INSTANTIATE(float)

@@ -1,6 +1,6 @@
 // Raw-pointer launchers of the maxout + dropout CUDA kernels: no torch headers, so nvcc compile-checks
 // them on machines without a GPU or a CUDA build of torch. scalar_t: float, double, __half, __nv_bfloat16.
-// The math (first maximum, NaN wins, Philox mask at offset + row*U + unit) is common/maxout_math.h.
+// The math (first maximum, NaN wins, Philox mask at offset + the output's flat index) is common/maxout_math.h.
 #pragma once
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -10,15 +10,17 @@ namespace fastgan {
 // The fused layer keeps one accumulator per piece in registers: up to this many pieces.
 constexpr int kMaxoutLinearMaxPieces = 16;
 
-// y[e], argmax[e] for the n = R*U units of z [R, U*K] (unit e owns z[e*K .. e*K+K-1]); p == 0 draws nothing.
+// y[e], argmax[e] for the n = R*U*inner elements of y [R, U, inner] from z [R, U*K, inner] (element e's
+// pieces start at maxout_first_piece(e, K, inner), inner apart; inner = 1 for a dense z [R, U*K]); p == 0
+// draws nothing.
 template <typename scalar_t>
-void maxout_dropout_cuda_launch(const scalar_t* z, int64_t n, int64_t pieces, double p, int64_t seed, int64_t offset,
-                                scalar_t* y, int8_t* argmax, cudaStream_t stream);
+void maxout_dropout_cuda_launch(const scalar_t* z, int64_t n, int64_t pieces, int64_t inner, double p, int64_t seed,
+                                int64_t offset, scalar_t* y, int8_t* argmax, cudaStream_t stream);
 
-// grad_z [n*K]: grad_y[e] times the regenerated mask / (1-p) on piece argmax[e] of unit e, 0 elsewhere.
+// grad_z [n*K]: grad_y[e] times the regenerated mask / (1-p) on piece argmax[e] of element e, 0 elsewhere.
 template <typename scalar_t>
 void maxout_dropout_backward_cuda_launch(const scalar_t* grad_y, const int8_t* argmax, int64_t n, int64_t pieces,
-                                         double p, int64_t seed, int64_t offset, scalar_t* grad_z,
+                                         int64_t inner, double p, int64_t seed, int64_t offset, scalar_t* grad_z,
                                          cudaStream_t stream);
 
 // y, argmax [R, U] of maxout_dropout(x @ weight.T + bias) for x [R, D], weight [U*K, D], bias [U*K], all

@@ -1,7 +1,10 @@
 """Triton kernels of maxout + dropout (see fastgan/reference.py: maxout_dropout, maxout_linear).
 
-z [R, U*K] is contiguous, so unit e = r*U + u of the flattened output owns the pieces z[e*K .. e*K+K-1],
-and its Philox element index is offset + e: the elementwise kernels run over e in 1-D blocks. The layer
+z [R, U*K, inner] is contiguous (a 2-D z has inner = 1), so element e = (r*U + u)*inner + i of the
+flattened output owns the pieces z[(e // inner * K + k) * inner + e % inner], k < K, and its Philox element
+index is offset + e: the elementwise kernels run over e in 1-D blocks, so neighbouring lanes read
+neighbouring positions i (coalesced) for every k. Triton specialises an int argument equal to 1, so the
+dense case (inner = 1) compiles without the division. The layer
 kernel (_maxout_linear_fwd_kernel) computes a [BLOCK_M rows, BLOCK_U units] tile of z one piece at a
 time, keeping the running max and argmax in registers, so z never reaches memory.
 """
@@ -25,19 +28,27 @@ def _dropout(best, e, p, scale, seed, offset, HAS_DROPOUT: tl.constexpr):
 
 
 @triton.jit
+def _first_piece(e, inner, K: tl.constexpr):
+    # index of piece 0 of output element e in z [n // inner, K, inner]; piece k is inner further on
+    line = e // inner
+    return line * K * inner + (e - line * inner)
+
+
+@triton.jit
 def _maxout_dropout_fwd_kernel(
-    z_ptr,            # [n * K] pieces, unit e's at e*K .. e*K+K-1
+    z_ptr,            # [n // inner, K, inner] pieces (see _first_piece)
     y_ptr,            # [n] output
     argmax_ptr,       # [n] int8 argmax
-    n, p, scale, seed, offset,
+    n, inner, p, scale, seed, offset,
     K: tl.constexpr, HAS_DROPOUT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = e < n
-    best = tl.load(z_ptr + e * K, mask=mask, other=0.0)
+    first = _first_piece(e, inner, K)
+    best = tl.load(z_ptr + first, mask=mask, other=0.0)
     arg = tl.zeros([BLOCK], dtype=tl.int32)
     for k in tl.static_range(1, K):
-        v = tl.load(z_ptr + e * K + k, mask=mask, other=0.0)
+        v = tl.load(z_ptr + first + k * inner, mask=mask, other=0.0)
         take = _maxout_takes(v, best)
         best = tl.where(take, v, best)
         arg = tl.where(take, k, arg)
@@ -50,16 +61,17 @@ def _maxout_dropout_fwd_kernel(
 def _maxout_dropout_bwd_kernel(
     grad_y_ptr,       # [n] incoming gradient
     argmax_ptr,       # [n] int8 argmax from the forward
-    grad_z_ptr,       # [n * K] output: the (masked, scaled) gradient on the argmax piece, 0 elsewhere
-    n, p, scale, seed, offset,
+    grad_z_ptr,       # [n // inner, K, inner] output: the (masked, scaled) gradient on the argmax piece, 0 elsewhere
+    n, inner, p, scale, seed, offset,
     K: tl.constexpr, HAS_DROPOUT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = e < n
     g = _dropout(tl.load(grad_y_ptr + e, mask=mask, other=0.0), e, p, scale, seed, offset, HAS_DROPOUT)
     arg = tl.load(argmax_ptr + e, mask=mask, other=0).to(tl.int32)
+    first = _first_piece(e, inner, K)
     for k in tl.static_range(K):
-        tl.store(grad_z_ptr + e * K + k, tl.where(arg == k, g, 0.0).to(grad_z_ptr.dtype.element_ty), mask=mask)
+        tl.store(grad_z_ptr + first + k * inner, tl.where(arg == k, g, 0.0).to(grad_z_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -111,28 +123,34 @@ def _launch_args(p):
     return dict(p=p, scale=1.0 / (1.0 - p), HAS_DROPOUT=p > 0)
 
 
+def _inner(t):
+    """The size after the maxout dim of a [R, C] or [R, C, inner] tensor."""
+    return t.shape[2] if t.dim() == 3 else 1
+
+
 def maxout_dropout_forward(z, pieces, p, seed, offset):
     """Host function of the elementwise forward; same contract as fastgan.reference.maxout_dropout."""
     z = z.contiguous()
-    rows, units = z.shape[0], z.shape[1] // pieces
-    y = torch.empty((rows, units), dtype=z.dtype, device=z.device)
-    argmax = torch.empty((rows, units), dtype=torch.int8, device=z.device)
-    n = rows * units
+    shape = (z.shape[0], z.shape[1] // pieces, *z.shape[2:])
+    y = torch.empty(shape, dtype=z.dtype, device=z.device)
+    argmax = torch.empty(shape, dtype=torch.int8, device=z.device)
+    n = y.numel()
     if n:
         _maxout_dropout_fwd_kernel[(triton.cdiv(n, BLOCK),)](
-            z, y, argmax, n, seed=seed, offset=offset, K=pieces, BLOCK=BLOCK, **_launch_args(p))
+            z, y, argmax, n, _inner(z), seed=seed, offset=offset, K=pieces, BLOCK=BLOCK, **_launch_args(p))
     return y, argmax
 
 
 def maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset):
     """Host function of the backward; same contract as fastgan.reference.maxout_dropout_backward."""
     grad_y, argmax = grad_y.contiguous(), argmax.contiguous()
-    rows, units = grad_y.shape
-    grad_z = torch.empty((rows, units * pieces), dtype=grad_y.dtype, device=grad_y.device)
-    n = rows * units
+    shape = (grad_y.shape[0], grad_y.shape[1] * pieces, *grad_y.shape[2:])
+    grad_z = torch.empty(shape, dtype=grad_y.dtype, device=grad_y.device)
+    n = grad_y.numel()
     if n:
         _maxout_dropout_bwd_kernel[(triton.cdiv(n, BLOCK),)](
-            grad_y, argmax, grad_z, n, seed=seed, offset=offset, K=pieces, BLOCK=BLOCK, **_launch_args(p))
+            grad_y, argmax, grad_z, n, _inner(grad_y), seed=seed, offset=offset, K=pieces, BLOCK=BLOCK,
+            **_launch_args(p))
     return grad_z
 
 

@@ -1,20 +1,23 @@
 """Maxout with dropout, fused: the paper's discriminator layer (maxout 240 units x 5 pieces, dropout).
 
 y[r, u] = dropout_p(max_k z[r, u*K + k]), the pieces of unit u in consecutive columns (the layout of
-nn.Linear(d, U*K) followed by .view(..., U, K).amax(-1)). The exact rules (first maximum wins, NaN
-propagates, Philox mask at element index offset + r*U + u) are in fastgan/reference.py.
+nn.Linear(d, U*K) followed by .view(..., U, K).amax(-1)). Over a channel dim (dim=1 of a convolution's
+[B, U*K, H, W]) z is viewed as [R, U*K, inner] and y[r, u, i] = dropout_p(max_k z[r, u*K + k, i]). The
+exact rules (first maximum wins, NaN propagates, Philox mask at element index offset + y's flat index,
+offset + r*U + u when inner = 1) are in fastgan/reference.py.
 
 The forward saves only the argmax (int8, 1 byte per unit) and the Python ints seed and offset; the
 backward regenerates the dropout mask from them, so z, the mask and y are never kept for backward
 (eager PyTorch keeps z, a mask and the max: 4K + 8 bytes per unit in float32).
 
-Every backend implements four ops on 2-D tensors:
-  fastgan::maxout_dropout_forward(z [R, U*K])                 -> (y [R, U], argmax int8 [R, U])
-  fastgan::maxout_dropout_backward(grad_y, argmax)            -> grad_z [R, U*K]
+Every backend implements four ops, the first two on [R, U*K] or [R, U*K, inner] tensors, the last two 2-D:
+  fastgan::maxout_dropout_forward(z [R, U*K(, inner)])        -> (y [R, U(, inner)], argmax int8 of y's shape)
+  fastgan::maxout_dropout_backward(grad_y, argmax)            -> grad_z [R, U*K(, inner)]
   fastgan::maxout_linear_forward(x [R, D], weight, bias)      -> (y, argmax), z = x @ weight.T + bias never stored
   fastgan::maxout_linear_backward(grad_y, argmax, x, weight)  -> (grad_x, grad_weight, grad_bias)
-The public functions check their arguments, flatten the leading dims and draw the seed.
+The public functions check their arguments, flatten the dims before and after the maxout dim and draw the seed.
 """
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -45,7 +48,8 @@ def _fresh(tensors):
 @torch.library.custom_op("fastgan::maxout_dropout_forward", mutates_args=())
 def maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: int,
                            backend: str) -> Tuple[Tensor, Tensor]:
-    """(y [R, U], argmax int8 [R, U]) for z [R, U*K] on one backend; p = 0 draws no random numbers."""
+    """(y [R, U(, inner)], argmax int8 of y's shape) for z [R, U*K(, inner)] on one backend; p = 0 draws no
+    random numbers."""
     if backend in ("cpu", "cuda"):
         return tuple(compiled("maxout_dropout", backend)(z, pieces, p, seed, offset))
     if backend == "triton":
@@ -55,16 +59,17 @@ def maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: 
 
 @maxout_dropout_forward.register_fake
 def _(z, pieces, p, seed, offset, backend):
-    torch._check(z.dim() == 2, lambda: f"z must be 2-D, got {z.dim()}-D")
-    torch._check(z.shape[1] % pieces == 0, lambda: "z's last dim must be a multiple of pieces")
-    shape = (z.shape[0], z.shape[1] // pieces)
+    torch._check(z.dim() in (2, 3), lambda: f"z must be [R, U*K] or [R, U*K, inner], got {z.dim()}-D")
+    torch._check(z.shape[1] % pieces == 0, lambda: "z's dim 1 must be a multiple of pieces")
+    shape = (z.shape[0], z.shape[1] // pieces, *z.shape[2:])
     return z.new_empty(shape), z.new_empty(shape, dtype=torch.int8)
 
 
 @torch.library.custom_op("fastgan::maxout_dropout_backward", mutates_args=())
 def maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: float, seed: int, offset: int,
                             backend: str) -> Tensor:
-    """grad_z [R, U*K]: grad_y [R, U] (masked and scaled by the regenerated dropout) on each argmax piece."""
+    """grad_z [R, U*K(, inner)]: grad_y [R, U(, inner)] (masked and scaled by the regenerated dropout) on each
+    argmax piece."""
     if backend in ("cpu", "cuda"):
         return compiled("maxout_dropout_backward", backend)(grad_y, argmax, pieces, p, seed, offset)
     if backend == "triton":
@@ -74,8 +79,9 @@ def maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: floa
 
 @maxout_dropout_backward.register_fake
 def _(grad_y, argmax, pieces, p, seed, offset, backend):
-    torch._check(grad_y.dim() == 2 and argmax.shape == grad_y.shape, lambda: "grad_y and argmax must be [R, U]")
-    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1] * pieces))
+    torch._check(grad_y.dim() in (2, 3) and argmax.shape == grad_y.shape,
+                 lambda: "grad_y and argmax must be [R, U] or [R, U, inner]")
+    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1] * pieces, *grad_y.shape[2:]))
 
 
 def _maxout_dropout_setup_context(ctx, inputs, output):
@@ -183,34 +189,46 @@ def _check_dropout(pieces, p, training, seed, offset):
 
 
 def maxout_dropout(z: Tensor, pieces: int, p: float = 0.0, training: bool = True, seed: Optional[int] = None, *,
-                   offset: int = 0, backend: str = "auto") -> Tensor:
-    """Maxout over groups of `pieces` consecutive features, then inverted dropout, in one pass.
+                   offset: int = 0, dim: int = -1, backend: str = "auto") -> Tensor:
+    """Maxout over groups of `pieces` consecutive features along `dim`, then inverted dropout, in one pass.
 
     Args:
-        z: [..., U*K] pre-activations, float32/float64 (float16/bfloat16 on the cuda, triton and torch
-            backends); pieces of unit u are the columns u*K .. u*K+K-1.
+        z: [..., U*K, ...] pre-activations, float32/float64 (float16/bfloat16 on the cuda, triton and torch
+            backends); pieces of unit u are the indices u*K .. u*K+K-1 along `dim`.
         pieces: K, the pieces per unit, 1..127.
-        p: drop probability in [0, 1); kept units are scaled by 1/(1-p).
+        p: drop probability in [0, 1); kept elements are scaled by 1/(1-p).
         training: False (or p = 0) gives plain maxout and draws no random numbers.
         seed: the Philox key, an int in [0, 2**63); None draws one from torch's default generator (a host
             read: under torch.compile(fullgraph=True) pass it explicitly).
-        offset: added to the element index row*U + u of the Philox counter (for streams under one seed).
+        offset: added to the output element's flat index to give its Philox counter (for streams under
+            one seed); for dim=-1 that index is row*U + u.
+        dim: the dim holding the U*K features: -1 for a linear layer's output, 1 for a convolution's
+            channels [B, U*K, H, W] (every spatial position gets its own max).
         backend: "auto", "cuda", "triton", "cpu" or "torch" (see fastgan.backends).
     Returns:
-        [..., U]: y = max_k z[..., u*K + k], kept with probability 1 - p. Backward sends the gradient to
-        the first maximal piece and regenerates the mask; only an int8 argmax is saved.
+        z's shape with U in place of U*K at `dim`: y = max_k z[..., u*K + k, ...], kept with probability
+        1 - p. Backward sends the gradient to the first maximal piece and regenerates the mask; only an
+        int8 argmax is saved.
     Raises:
-        TypeError for a non-tensor, non-floating z or a non-int pieces; ValueError when z's last dim is
-        not a multiple of pieces, or pieces, p, seed or offset is out of range; BackendUnavailable.
+        TypeError for a non-tensor, non-floating z or a non-int pieces or dim; ValueError when dim is out of
+        range, z's size along dim is not a multiple of pieces, or pieces, p, seed or offset is out of range;
+        BackendUnavailable.
     """
     check_tensor(z, "z")
     p, seed = _check_dropout(pieces, p, training, seed, offset)
-    if z.dim() == 0 or z.shape[-1] % pieces:
-        raise ValueError(f"z's last dim must be a multiple of pieces={pieces}, got shape {tuple(z.shape)}")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -z.dim() <= dim < z.dim():
+        raise ValueError(f"dim must be in [{-z.dim()}, {z.dim()}) for z of shape {tuple(z.shape)}, got {dim}")
+    dim %= z.dim()
+    size = z.shape[dim]
+    if size % pieces:
+        raise ValueError(f"z's size along dim={dim} must be a multiple of pieces={pieces}, got shape {tuple(z.shape)}")
     chosen = pick_backend(backend, z.device, z.dtype)
-    units = z.shape[-1] // pieces
-    y, _ = maxout_dropout_forward(z.reshape(-1, z.shape[-1]).contiguous(), pieces, p, seed, offset, chosen)
-    return y.reshape(*z.shape[:-1], units)
+    # [outer, U*K, inner]: inner = 1 (dim=-1) is the dense layout, and the Philox index stays offset + r*U + u
+    outer, inner = math.prod(z.shape[:dim]), math.prod(z.shape[dim + 1:])
+    y, _ = maxout_dropout_forward(z.reshape(outer, size, inner).contiguous(), pieces, p, seed, offset, chosen)
+    return y.reshape(*z.shape[:dim], size // pieces, *z.shape[dim + 1:])
 
 
 def maxout_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], pieces: int, p: float = 0.0,
