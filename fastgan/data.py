@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 import torch
 
-__all__ = ["MNIST_FILES", "MNIST_MIRRORS", "MNISTSplits", "Split", "default_cache_dir", "download_mnist", "load_mnist",
+__all__ = ["MNIST_CLASSES", "MNIST_FILES", "MNIST_MIRRORS", "MNISTSplits", "Split", "default_cache_dir", "download_mnist", "load_mnist",
            "read_idx"]
 
 # SHA-256 of the gzipped archives (the same on every mirror).
@@ -33,6 +33,7 @@ MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+MNIST_CLASSES = 10  # the digits 0-9
 OFFLINE_FILE = "mnist_5k.npz"
 SOURCES = ("offline", "download")
 
