@@ -6,6 +6,10 @@
   python -m fastgan sample CHECKPOINT                      Figure 2: samples beside their nearest training digit
   python -m fastgan interpolate CHECKPOINT                 Figure 3: linear paths in z
   python -m fastgan toy                                    Figure 1: the 1-D game, D against p_data/(p_data+p_g)
+Section 7's extensions:
+  python -m fastgan train --conditional                    a conditional GAN p(x | c); sample --class C draws digit C
+  python -m fastgan reconstruct CHECKPOINT                 fit an encoder z = E(x), write digits beside G(E(x))
+  python -m fastgan semisupervised CHECKPOINT              test accuracy of a linear classifier: D's features vs pixels
 """
 import argparse
 import dataclasses
@@ -88,9 +92,9 @@ def _load_checkpoint(path, backend):
 def cmd_train(args):
     import torch
 
+    from .data import MNIST_CLASSES
     from .models import ModelConfig, build_models
     from .train import CHECKPOINT_NAME, PRESETS, TrainConfig, Trainer, TrainingDiverged
-    from .viz import samples_figure
 
     out = args.out or Path("runs") / args.preset
     checkpoint = out / CHECKPOINT_NAME
@@ -100,8 +104,12 @@ def cmd_train(args):
     if state is not None:  # the run's own settings, not the preset's, unless overridden below
         model_config = ModelConfig.from_dict(state["model_config"])
         train_config = TrainConfig(**state["train_config"])
+        if args.conditional and not model_config.num_classes:
+            raise SystemExit(f"error: {checkpoint} is an unconditional run: --conditional cannot change its nets")
     else:
         model_config, train_config = PRESETS[args.preset]
+        if args.conditional:
+            model_config = dataclasses.replace(model_config, num_classes=MNIST_CLASSES)
     overrides = {name: getattr(args, name) for name in ("k", "lr", "seed", "checkpoint_every", "parzen_samples")
                  if getattr(args, name) is not None}
     if args.saturating:
@@ -118,7 +126,7 @@ def cmd_train(args):
     preset = state.get("preset", args.preset) if state is not None else args.preset
     extra = dict(preset=preset, model_config=model_config.to_dict(), data_source=source)
     trainer = Trainer(generator, discriminator, splits.train.images, train_config, out_dir=out, extra_state=extra,
-                      compile=args.compile)
+                      train_labels=splits.train.labels if model_config.num_classes else None, compile=args.compile)
     results_path = out / "results.json"
     if state is not None:
         trainer.load_state_dict(state)
@@ -133,7 +141,8 @@ def cmd_train(args):
         results = dict(preset=args.preset, data=splits.source, backend=args.backend, untrained=untrained.to_dict())
     budget = " or ".join(([f"{steps} steps"] if steps is not None else [])
                          + ([f"{minutes:g} minutes"] if minutes else []))
-    print(f"training {args.preset} ({budget}, backend {args.backend}, k={train_config.k}, "
+    conditional = f"conditional on {model_config.num_classes} classes, " if model_config.num_classes else ""
+    print(f"training {args.preset} ({conditional}{budget}, backend {args.backend}, k={train_config.k}, "
           f"{'saturating' if train_config.saturating else 'non-saturating'} G loss) -> {out}")
     try:
         status = trainer.run(steps=steps, minutes=minutes, progress=not args.no_progress)
@@ -145,10 +154,7 @@ def cmd_train(args):
     if "untrained" in results:
         print(f"  untrained: {_result_line(results['untrained'])}")
     print(f"  trained:   {trained.summary()}")
-    generator.eval()
-    with torch.no_grad():
-        samples = generator.sample(60, generator=torch.Generator().manual_seed(FIGURE_SEED))
-    figure = samples_figure(samples, splits.train.images, out / "samples.png")
+    figure = _samples_png(generator, splits, out / "samples.png", rows=10, cols=6, seed=FIGURE_SEED)
     results.update(trained=trained.to_dict(), steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
     results_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {figure}, {results_path}, {checkpoint}, {out / 'metrics.jsonl'}")
@@ -179,24 +185,60 @@ def cmd_evaluate(args):
         mark = "  <- chosen on validation" if sigma == result.sigma else ""
         print(f"{sigma:8.4f}  {valid:9.1f}  {test:9.1f}  {se:6.1f}{mark}")
     print(result.summary() + f" [{seconds:.1f} s]")
+    extra = {}
+    if generator.num_classes:
+        extra["class_agreement"] = _class_agreement(generator, splits)
     output = args.json or Path(args.checkpoint).with_name("parzen.json")
     output.write_text(json.dumps(dict(checkpoint=str(args.checkpoint), step=state["step"], data=splits.source,
-                                      **result.to_dict()), indent=2))
+                                      **result.to_dict(), **extra), indent=2))
     print(f"wrote {output}")
     return 0
 
 
-def cmd_sample(args):
+def _class_agreement(generator, splits, per_class=100):
+    """Prints and returns how often logistic regression on pixels names the class each sample was drawn for."""
+    from .evaluate import class_agreement
+    from .semisupervised import accuracy, fit_logistic_regression
+
+    classifier = fit_logistic_regression(splits.train.images, splits.train.labels, generator.num_classes)
+    test_accuracy = accuracy(classifier, splits.test.images, splits.test.labels)
+    agreement = class_agreement(generator, lambda x: classifier(x.double()), per_class, seed=FIGURE_SEED)
+    print(f"class agreement: {100 * agreement.mean():.1f}% of {per_class * generator.num_classes} samples are "
+          f"classified as the class they were drawn for (chance {100 / generator.num_classes:.0f}%; per class "
+          f"{' '.join(f'{100 * a:.0f}' for a in agreement.tolist())}), by logistic regression on pixels that "
+          f"classifies {100 * test_accuracy:.1f}% of the test digits right")
+    return dict(mean=agreement.mean().item(), per_class=agreement.tolist(), classifier_test_accuracy=test_accuracy)
+
+
+def _samples_png(generator, splits, path, rows, cols, seed, label=None):
+    """Figure 2's grid: rows x cols samples, or a conditional generator's one row of cols per class, or all of
+    class `label`; each row's nearest training digit on the right."""
     import torch
 
     from .viz import samples_figure
 
-    state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
-    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    if label is not None and not generator.num_classes:
+        raise SystemExit("error: --class needs a conditional checkpoint (train --conditional); this one is not")
+    if label is not None and not 0 <= label < generator.num_classes:
+        raise SystemExit(f"error: --class must be in 0..{generator.num_classes - 1}, got {label}")
+    if label is not None:
+        labels = torch.full((rows * cols,), label)
+    elif generator.num_classes:
+        labels = torch.arange(generator.num_classes).repeat_interleave(cols)
+    else:
+        labels = None
     generator.eval()
     with torch.no_grad():
-        samples = generator.sample(args.rows * args.cols, generator=torch.Generator().manual_seed(args.seed))
-    print(f"wrote {samples_figure(samples, splits.train.images, args.out, cols=args.cols)}")
+        samples = generator.sample(rows * cols if labels is None else len(labels),
+                                   generator=torch.Generator().manual_seed(seed), labels=labels)
+    generator.train()
+    return samples_figure(samples, splits.train.images, path, cols=cols)
+
+
+def cmd_sample(args):
+    state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
+    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    print(f"wrote {_samples_png(generator, splits, args.out, args.rows, args.cols, args.seed, args.label)}")
     return 0
 
 
@@ -205,6 +247,88 @@ def cmd_interpolate(args):
 
     _, generator, _ = _load_checkpoint(args.checkpoint, "torch")
     print(f"wrote {interpolation_figure(generator, args.out, rows=args.rows, steps=args.steps, seed=args.seed)}")
+    return 0
+
+
+def cmd_reconstruct(args):
+    import torch
+
+    from .inference import Encoder, fit_encoder, latent_error
+    from .train import save_atomic
+    from .viz import reconstruction_figure
+
+    state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
+    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    torch.manual_seed(args.seed)
+    encoder = Encoder(generator.output.out_features, generator.noise_dim)
+    print(f"fitting an encoder z = E(x) to the generator of {args.checkpoint} (step {state['step']}): "
+          f"{args.steps} steps on fresh (G(z), z) pairs")
+    untrained = latent_error(encoder, generator, seed=args.seed + 1)
+    fit_encoder(encoder, generator, args.steps, seed=args.seed, progress=not args.no_progress)
+    trained = latent_error(encoder, generator, seed=args.seed + 1)
+    print(f"latent error |E(G(z)) - z|^2 per dimension on 1000 fresh pairs: {untrained:.3f} untrained, "
+          f"{trained:.3f} trained (predicting z = 0 scores 1)")
+    encoder_path = Path(args.checkpoint).with_name("encoder.pt")
+    save_atomic(dict(encoder=encoder.state_dict(), encoder_config=encoder.config(), steps=args.steps,
+                     checkpoint=str(args.checkpoint), checkpoint_step=state["step"]), encoder_path)
+    test = splits.test
+    generator.eval()
+    encoder.eval()
+    with torch.no_grad():
+        reconstructions = generator(encoder(test.images), test.labels if generator.num_classes else None)
+    error = (reconstructions - test.images).square().mean().item()
+    baseline = (splits.train.images.mean(0) - test.images).square().mean().item()
+    print(f"reconstruction error |G(E(x)) - x|^2 per pixel on the {len(test.images)} test digits: {error:.4f} "
+          f"(the mean training digit scores {baseline:.4f})")
+    out = args.out or Path(args.checkpoint).with_name("reconstructions.png")
+    figure = reconstruction_figure(test.images[:args.rows * 6], reconstructions[:args.rows * 6], out)
+    print(f"wrote {figure} (each test digit, then G(E(x))), {encoder_path}")
+    return 0
+
+
+def _labelled_count(text):
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of labels or 'all', got {text!r}")
+    return int(text)
+
+
+def cmd_semisupervised(args):
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import MNIST_CLASSES, Split
+    from .semisupervised import discriminator_features, linear_probe
+
+    state, _, discriminator = _load_checkpoint(args.checkpoint, args.backend)
+    if discriminator.num_classes:
+        raise SystemExit("error: the checkpoint is conditional: its D needs the labels the classifier predicts")
+    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    n_train = len(splits.train.images)
+    if any(n is not None and n > n_train for n in args.labelled):
+        raise SystemExit(f"error: --labelled must be at most the {n_train} training digits (or 'all')")
+    inputs = {"features": [Split(discriminator_features(discriminator, s.images), s.labels) for s in splits[:3]],
+              "pixels": list(splits[:3])}
+    runs = [(n, seed) for n in args.labelled for seed in range(1 if n is None else args.repeats)]
+    accuracies = {}
+    for n, seed in tqdm(runs, disable=args.no_progress, unit="subset", desc="fitting"):
+        for name, (train, valid, test) in inputs.items():
+            result = linear_probe(train, valid, test, n, seed=seed, num_classes=MNIST_CLASSES)
+            accuracies.setdefault((n, name), []).append(100 * result.accuracy)
+    print(f"checkpoint {args.checkpoint}: step {state['step']}, preset {state.get('preset')}")
+    print(f"test accuracy of multinomial logistic regression (L-BFGS, L2 weight chosen on the "
+          f"{len(splits.valid.images)} validation digits) on {len(splits.test.images)} test digits; "
+          f"mean ± sd over {args.repeats} random labelled subsets where n < all")
+    widths = [train.images.shape[1] for train, _, _ in inputs.values()]
+    print(f"{'labelled n':>12}  {f'D features ({widths[0]})':>18}  {f'pixels ({widths[1]})':>14}")
+    for n in args.labelled:
+        cells = []
+        for name in inputs:
+            values = torch.tensor(accuracies[(n, name)], dtype=torch.float64)
+            sd = f" ± {values.std():.1f}" if len(values) > 1 else ""
+            cells.append(f"{values.mean():.1f}{sd}%")
+        print(f"{n or f'{n_train} (all)':>12}  {cells[0]:>18}  {cells[1]:>14}")
     return 0
 
 
@@ -238,6 +362,8 @@ def main(argv=None):
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.pt with its own settings (options given here override them)")
     train.add_argument("--saturating", action="store_true", help="G minimises log(1 - D(G(z))) (the minimax loss)")
+    train.add_argument("--conditional", action="store_true",
+                       help="a conditional GAN p(x | c): the digit's class is an input of both G and D")
     train.add_argument("--k", type=int, help="discriminator steps per generator step (default 1)")
     train.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
     train.add_argument("--seed", type=int)
@@ -262,6 +388,8 @@ def main(argv=None):
     sample.add_argument("--rows", type=int, default=10)
     sample.add_argument("--cols", type=int, default=6)
     sample.add_argument("--seed", type=int, default=FIGURE_SEED)
+    sample.add_argument("--class", dest="label", type=int,
+                        help="draw this digit (conditional checkpoints; without it, they give one row per class)")
     _add_data_args(sample)
 
     interpolate = sub.add_parser("interpolate", help="Figure 3: linear interpolation in z")
@@ -270,6 +398,26 @@ def main(argv=None):
     interpolate.add_argument("--rows", type=int, default=6)
     interpolate.add_argument("--steps", type=int, default=10)
     interpolate.add_argument("--seed", type=int, default=FIGURE_SEED)
+
+    reconstruct = sub.add_parser("reconstruct", help="fit an encoder z = E(x) to G; write test digits beside G(E(x))")
+    reconstruct.add_argument("checkpoint", type=Path)
+    reconstruct.add_argument("--steps", type=int, default=2000, help="encoder training steps of 100 fresh pairs")
+    reconstruct.add_argument("--out", type=Path, help="the picture (default reconstructions.png beside the checkpoint)")
+    reconstruct.add_argument("--rows", type=int, default=10)
+    reconstruct.add_argument("--seed", type=int, default=0)
+    reconstruct.add_argument("--no-progress", action="store_true")
+    _add_data_args(reconstruct)
+
+    semisupervised = sub.add_parser("semisupervised",
+                                    help="test accuracy of a linear classifier on D's features vs on pixels")
+    semisupervised.add_argument("checkpoint", type=Path)
+    semisupervised.add_argument("--labelled", type=_labelled_count, nargs="+", default=[100, 1000, None],
+                                metavar="N", help="labelled training digits, each a number or 'all' "
+                                                  "(default: 100 1000 all)")
+    semisupervised.add_argument("--repeats", type=int, default=5, help="random labelled subsets for each N < all")
+    semisupervised.add_argument("--backend", choices=backends, default="auto")
+    semisupervised.add_argument("--no-progress", action="store_true")
+    _add_data_args(semisupervised)
 
     toy = sub.add_parser("toy", help="Figure 1: the 1-D game, D against p_data/(p_data+p_g)")
     toy.add_argument("--out", type=Path, default=Path("toy.png"))
@@ -283,7 +431,7 @@ def main(argv=None):
         print(backend_info.info())
         return 0
     return {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "interpolate": cmd_interpolate,
-            "toy": cmd_toy}[args.command](args)
+            "reconstruct": cmd_reconstruct, "semisupervised": cmd_semisupervised, "toy": cmd_toy}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 __all__ = ["CIFAR10_ARCHIVE", "CIFAR10_MIRRORS", "DATASETS", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_FILES",
-           "FASHION_MNIST_MIRRORS", "MNIST_FILES", "MNIST_MIRRORS", "Dataset", "MNISTSplits", "Split", "Splits",
-           "default_cache_dir", "download_mnist", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist",
+           "FASHION_MNIST_MIRRORS", "MNIST_CLASSES", "MNIST_FILES", "MNIST_MIRRORS", "Dataset", "MNISTSplits", "Split",
+           "Splits", "default_cache_dir", "download_mnist", "load_cifar10", "load_dataset", "load_fashion_mnist",
+           "load_mnist",
            "read_idx"]
 
 # SHA-256 of the gzipped archives (the same on every mirror).
@@ -50,6 +51,7 @@ MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+MNIST_CLASSES = 10  # the digits 0-9
 OFFLINE_FILE = "mnist_5k.npz"
 SOURCES = ("offline", "download")
 

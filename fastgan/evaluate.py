@@ -5,6 +5,9 @@ standard error of the mean.
 As the released code (adversarial/parzen_ll.py, after Breuleux et al.) does it: sigma from
 numpy.logspace(-1, 0, 10), the one with the highest mean validation log-likelihood wins, and the standard
 error is the test log-likelihoods' standard deviation (ddof = 0, numpy's default) over sqrt(#test).
+
+For conditional generators, class_agreement: how often a classifier trained on real digits names the class a
+sample was drawn for.
 """
 import dataclasses
 import json
@@ -18,7 +21,7 @@ from torch import Tensor
 from .ops._common import check_tensor
 from .ops.parzen import parzen_log_density
 
-__all__ = ["DEFAULT_SIGMAS", "ParzenResult", "parzen_log_likelihood"]
+__all__ = ["DEFAULT_SIGMAS", "ParzenResult", "class_agreement", "parzen_log_likelihood"]
 
 # numpy.logspace(-1, 0, 10): 0.1 ... 1.0, the released code's cross-validation grid for MNIST.
 DEFAULT_SIGMAS = tuple(10.0 ** (-1 + k / 9) for k in range(10))
@@ -122,3 +125,20 @@ def parzen_log_likelihood(samples: Tensor, valid: Tensor, test: Tensor, sigmas: 
                         sigmas=[float(s) for s in sigmas], valid_mean=valid_mean.tolist(),
                         test_mean=test_mean.tolist(), test_se=test_se.tolist(), n_samples=int(n_samples.item()),
                         n_valid=valid.shape[0], n_test=n)
+
+
+@torch.no_grad()
+def class_agreement(generator, classify, per_class: int = 100, seed: int = 0) -> Tensor:
+    """For each class c of a conditional generator, the fraction of per_class samples G(z, c) that `classify`
+    (images [N, D] -> scores [N, num_classes]) assigns to c: [num_classes] in [0, 1]; chance is 1 / num_classes."""
+    if generator.num_classes == 0:
+        raise ValueError("class_agreement needs a conditional generator (num_classes > 0)")
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    labels = generator.balanced_labels(per_class * generator.num_classes)
+    was_training = generator.training
+    generator.eval()
+    samples = generator.sample(len(labels), generator=torch.Generator().manual_seed(seed), labels=labels)
+    generator.train(was_training)
+    hits = (classify(samples).argmax(1) == labels).double()
+    return torch.zeros(generator.num_classes, dtype=torch.float64).index_add_(0, labels.cpu(), hits.cpu()) / per_class

@@ -5,6 +5,9 @@ bias the logit of the data's mean pixels (so an untrained G already draws the av
 Discriminator: maxout 240x5 -> maxout 240x5 -> one logit, dropout keep 0.8 on its input and 0.5 on the
 hidden layers, weights U(+-0.005). Its output layer is never applied in training: its weight and bias go
 to fastgan's fused linear log-loss, so the logits are not stored (Discriminator.loss / generator_loss).
+
+Conditional nets (section 7, extension 1; ModelConfig.num_classes > 0): the class label c enters both nets
+as a one-hot vector concatenated to their bottom layer's input, G: [z, onehot(c)] and D: [x, onehot(c)].
 """
 import dataclasses
 from dataclasses import dataclass
@@ -15,8 +18,9 @@ from torch import Tensor, nn
 
 from .nn import MaxoutLinear
 from .ops import linear_discriminator_loss, linear_generator_loss, maxout_dropout
+from .ops._common import check_tensor
 
-__all__ = ["Discriminator", "Generator", "ModelConfig", "build_models"]
+__all__ = ["Discriminator", "Generator", "ModelConfig", "build_models", "check_labels", "one_hot_labels"]
 
 # The released code clips the marginals before the logit; 1e-7 keeps the always-black border finite.
 _MARGINAL_CLIP = 1e-7
@@ -34,6 +38,7 @@ class ModelConfig:
     d_input_dropout: float = 0.2  # drop probability; the paper's keep 0.8
     d_hidden_dropout: float = 0.5
     d_init_range: float = 0.005
+    num_classes: int = 0  # > 0: conditional nets p(x | c); 0 (checkpoints written before it existed) unconditional
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -45,19 +50,47 @@ class ModelConfig:
         return cls(**values)
 
 
+def check_labels(labels: Optional[Tensor], num_classes: int, rows: int, name: str = "labels"):
+    """ValueError/TypeError naming `name` unless labels fit a net with num_classes classes: None when it is
+    unconditional (num_classes 0), else [rows] integer class indices in [0, num_classes)."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(f"{name} given, but the net is unconditional (num_classes=0)")
+        return
+    if labels is None:
+        raise ValueError(f"{name} are required: the net is conditional (num_classes={num_classes})")
+    check_tensor(labels, name, floating=False)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}")
+    if labels.shape != (rows,):
+        raise ValueError(f"{name} must have shape ({rows},), one per row, got {tuple(labels.shape)}")
+    if rows and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{name} must be in [0, {num_classes}), got values from {int(labels.min())} "
+                         f"to {int(labels.max())}")
+
+
+def one_hot_labels(labels: Optional[Tensor], num_classes: int, rows: int, like: Tensor, name: str = "labels"):
+    """check_labels, then the labels as one-hot rows [rows, num_classes] of like's dtype and device (None for
+    an unconditional net)."""
+    check_labels(labels, num_classes, rows, name)
+    if num_classes == 0:
+        return None
+    return nn.functional.one_hot(labels.to(like.device), num_classes).to(like.dtype)
+
+
 def _uniform_init(linear, init_range):
     nn.init.uniform_(linear.weight, -init_range, init_range)
     nn.init.zeros_(linear.bias)
 
 
 class Generator(nn.Module):
-    """z [N, noise_dim] -> x [N, data_dim] in (0, 1)."""
+    """z [N, noise_dim] (and, when num_classes > 0, labels [N]) -> x [N, data_dim] in (0, 1)."""
 
     def __init__(self, noise_dim: int = 100, hidden: Sequence[int] = (1200, 1200), data_dim: int = 784,
-                 init_range: float = 0.05, pixel_means: Optional[Tensor] = None):
+                 init_range: float = 0.05, pixel_means: Optional[Tensor] = None, num_classes: int = 0):
         super().__init__()
-        self.noise_dim = noise_dim
-        sizes = [noise_dim, *hidden]
+        self.noise_dim, self.num_classes = noise_dim, num_classes
+        sizes = [noise_dim + num_classes, *hidden]
         layers = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             linear = nn.Linear(n_in, n_out)
@@ -72,8 +105,9 @@ class Generator(nn.Module):
             with torch.no_grad():
                 self.output.bias.copy_(torch.logit(pixel_means.clamp(_MARGINAL_CLIP, 1 - _MARGINAL_CLIP)))
 
-    def forward(self, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.output(self.hidden(z)))
+    def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        one_hot = one_hot_labels(labels, self.num_classes, len(z), z)
+        return torch.sigmoid(self.output(self.hidden(z if one_hot is None else torch.cat([z, one_hot], 1))))
 
     def noise(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """n Gaussian noise vectors on the generator's device (drawn where `generator` lives, then moved)."""
@@ -81,24 +115,35 @@ class Generator(nn.Module):
         device = generator.device if generator is not None else weight.device
         return torch.randn(n, self.noise_dim, generator=generator, device=device, dtype=weight.dtype).to(weight.device)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        return self(self.noise(n, generator))
+    def balanced_labels(self, n: int) -> Optional[Tensor]:
+        """The classes in turn (0, 1, ..., 0, 1, ...): n labels drawn evenly; None for an unconditional net."""
+        if self.num_classes == 0:
+            return None
+        return torch.arange(n, device=self.output.weight.device) % self.num_classes
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, labels: Optional[Tensor] = None) -> Tensor:
+        """n samples; a conditional net draws `labels`, by default balanced_labels(n), i.e. p(x) with p(c) uniform."""
+        if labels is None:
+            labels = self.balanced_labels(n)
+        return self(self.noise(n, generator), labels)
 
 
 class Discriminator(nn.Module):
-    """x [N, data_dim] -> features [N, units]; the output layer `output` turns them into one logit."""
+    """x [N, data_dim] (and, when num_classes > 0, labels [N]) -> features [N, units]; the output layer
+    `output` turns them into one logit."""
 
     def __init__(self, data_dim: int = 784, units: int = 240, pieces: int = 5, layers: int = 2,
                  input_dropout: float = 0.2, hidden_dropout: float = 0.5, init_range: float = 0.005,
-                 backend: str = "auto"):
+                 backend: str = "auto", num_classes: int = 0):
         super().__init__()
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
         self.backend = backend
         self.input_dropout = input_dropout
+        self.num_classes = num_classes
         # MaxoutLinear drops its *output*: dropout on the hidden layers' inputs is the previous layer's p.
         self.hidden = nn.ModuleList(
-            MaxoutLinear(data_dim if i == 0 else units, units, pieces, p=hidden_dropout, backend=backend)
+            MaxoutLinear(data_dim + num_classes if i == 0 else units, units, pieces, p=hidden_dropout, backend=backend)
             for i in range(layers))
         for layer in self.hidden:
             nn.init.uniform_(layer.weight, -init_range, init_range)
@@ -111,9 +156,12 @@ class Discriminator(nn.Module):
         """How many dropout masks one pass draws: the input's and one per hidden layer."""
         return len(self.hidden) + 1
 
-    def features(self, x: Tensor, seeds: Optional[Sequence[int]] = None) -> Tensor:
+    def features(self, x: Tensor, labels: Optional[Tensor] = None, seeds: Optional[Sequence[int]] = None) -> Tensor:
         """D's last hidden layer [N, units]. seeds: one Philox key per dropout mask (dropout_layers of them),
         or None to draw each from torch's generator; the Trainer passes them, so torch.compile can trace D."""
+        return self._features(x, one_hot_labels(labels, self.num_classes, len(x), x), seeds)
+
+    def _features(self, x: Tensor, one_hot: Optional[Tensor], seeds: Optional[Sequence[int]]) -> Tensor:
         if seeds is None:
             seeds = [None] * self.dropout_layers
         elif len(seeds) != self.dropout_layers:
@@ -121,34 +169,45 @@ class Discriminator(nn.Module):
         # Maxout with one piece is dropout alone, from the Philox kernels: 0.48 ms against F.dropout's 0.91 ms
         # on the D step's 200 x 784 input (one core), and the mask is regenerated, not stored, for backward.
         h = maxout_dropout(x, 1, self.input_dropout, self.training, seeds[0], backend=self.backend)
+        if one_hot is not None:
+            # Input dropout covers the pixels only: a dropped label bit would make D judge some rows unconditioned.
+            # The concatenation copies [N, 784 + 10]: MEASURE
+            h = torch.cat([h, one_hot], 1)
         for layer, seed in zip(self.hidden, seeds[1:]):
             h = layer(h, seed)
         return h
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         """D's logits [N] (D(x) = sigmoid(logit)); training uses loss() instead, which never stores them."""
-        return self.output(self.features(x)).squeeze(-1)
+        return self.output(self.features(x, labels)).squeeze(-1)
 
     def loss(self, real: Tensor, fake: Tensor, return_stats: bool = True, check_finite: bool = True,
+             real_labels: Optional[Tensor] = None, fake_labels: Optional[Tensor] = None,
              seeds: Optional[Sequence[int]] = None):
         """-V(D, G) on a real and a fake batch (one pass of D over both), and DStats if return_stats.
         check_finite: raise ValueError on a NaN logit (the trainer turns it off and checks the losses itself).
-        seeds: as features()."""
-        h = self.features(torch.cat([real, fake]), seeds)
+        A conditional D takes each batch's labels. seeds: as features()."""
+        real_one_hot = one_hot_labels(real_labels, self.num_classes, len(real), real, "real_labels")
+        fake_one_hot = one_hot_labels(fake_labels, self.num_classes, len(fake), fake, "fake_labels")
+        one_hot = torch.cat([real_one_hot, fake_one_hot]) if self.num_classes else None
+        h = self._features(torch.cat([real, fake]), one_hot, seeds)
         return linear_discriminator_loss(h[:len(real)], h[len(real):], self.output.weight, self.output.bias,
                                          backend=self.backend, return_stats=return_stats, check_finite=check_finite)
 
     def generator_loss(self, fake: Tensor, saturating: bool = False, return_stats: bool = False,
-                       check_finite: bool = True, seeds: Optional[Sequence[int]] = None):
+                       check_finite: bool = True, labels: Optional[Tensor] = None,
+                       seeds: Optional[Sequence[int]] = None):
         """G's loss on D(fake): -mean log D (non-saturating) or mean log(1 - D) (saturating)."""
-        return linear_generator_loss(self.features(fake, seeds), self.output.weight, self.output.bias,
+        return linear_generator_loss(self.features(fake, labels, seeds), self.output.weight, self.output.bias,
                                      saturating=saturating, backend=self.backend, return_stats=return_stats,
                                      check_finite=check_finite)
 
 
 def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):
     """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias."""
-    generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means)
+    generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means,
+                          config.num_classes)
     discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,
-                                  config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend)
+                                  config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend,
+                                  config.num_classes)
     return generator, discriminator

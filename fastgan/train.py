@@ -5,6 +5,12 @@ after every step down to 1e-6, momentum 0.5 rising linearly to 0.7 by epoch 250.
 long run needs: tqdm progress, a JSONL metrics log, atomic checkpoints (every N steps, at exit and on
 Ctrl-C) that resume bit-identically (models, optimizers, schedule, data order, RNG), and a stop with a
 clear message when a loss turns NaN/inf, leaving the last good checkpoint in place.
+
+Conditional nets (num_classes > 0) train on (image, label) pairs. The fakes of a D step take the real batch's
+labels, and the G step the last real batch's: fakes and reals then have the same classes in every minibatch, so
+the odds real:fake are 1 given any c and D's optimum is Proposition 1's p_data(x|c) / (p_data(x|c) + p_g(x|c))
+class by class, whatever the data's class frequencies; and the labels cost no random numbers, so a run draws
+the same data order and noise as an unconditional one.
 """
 import dataclasses
 import json
@@ -20,7 +26,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from .models import Discriminator, Generator, ModelConfig, build_models
+from .models import Discriminator, Generator, ModelConfig, build_models, check_labels
 
 __all__ = ["PRESETS", "TrainConfig", "Trainer", "TrainingDiverged", "models_from_checkpoint", "save_atomic"]
 
@@ -118,7 +124,8 @@ def _sgd(params, config):
 
 
 class Trainer:
-    """Trains (generator, discriminator) on train_images [N, D] with Algorithm 1.
+    """Trains (generator, discriminator) on train_images [N, D] with Algorithm 1; conditional nets also take
+    train_labels [N], class indices.
 
     Data order and noise come from the Trainer's own generator (seeded with config.seed), dropout seeds from
     torch's global one (seeded with config.seed + rank); both are saved in every checkpoint. out_dir
@@ -132,12 +139,16 @@ class Trainer:
 
     def __init__(self, generator: Generator, discriminator: Discriminator, train_images: Tensor,
                  config: TrainConfig = TrainConfig(), out_dir: Union[str, Path, None] = None, extra_state=None,
-                 compile: bool = False):
+                 train_labels: Optional[Tensor] = None, compile: bool = False):
         if train_images.dim() != 2 or len(train_images) < config.batch_size:
             raise ValueError(f"train_images must be [N >= batch_size={config.batch_size}, D], "
                              f"got shape {tuple(train_images.shape)}")
+        if generator.num_classes != discriminator.num_classes:
+            raise ValueError(f"generator and discriminator disagree on num_classes: {generator.num_classes} "
+                             f"and {discriminator.num_classes}")
+        check_labels(train_labels, generator.num_classes, len(train_images), "train_labels")
         self.generator, self.discriminator = generator, discriminator
-        self.train_images = train_images
+        self.train_images, self.train_labels = train_images, train_labels
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.extra_state = extra_state or {}  # saved alongside, e.g. the preset and data source for `evaluate`
@@ -170,23 +181,24 @@ class Trainer:
         progress = min(self.epoch / c.momentum_saturate_epoch, 1.0) if c.momentum_saturate_epoch > 0 else 1.0
         return c.momentum_start + (c.momentum_end - c.momentum_start) * progress
 
-    def _next_batch(self) -> Tensor:
+    def _next_batch(self):
+        """(images, labels) of the next minibatch; labels None for unconditional nets."""
         n, m = len(self.train_images), self.config.batch_size
         if self.order is None or self.position + m > n:  # the remainder of < m digits waits for the next epoch
             if self.order is not None:
                 self.epoch += 1
             self.order = torch.randperm(n, generator=self.data_rng)
             self.position = 0
-        batch = self.train_images[self.order[self.position:self.position + m]]
+        indices = self.order[self.position:self.position + m]
         self.position += m
-        return batch
+        return self.train_images[indices], None if self.train_labels is None else self.train_labels[indices]
 
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
 
     # --- data parallel: every rank draws the whole global batch (same RNG everywhere), keeps its rows ---------
 
-    def _shard(self, batch: Tensor) -> Tensor:
-        if self.world_size == 1:
+    def _shard(self, batch: Optional[Tensor]) -> Optional[Tensor]:
+        if self.world_size == 1 or batch is None:
             return batch
         rows = len(batch) // self.world_size
         return batch[self.rank * rows:(self.rank + 1) * rows]
@@ -205,15 +217,16 @@ class Trainer:
         # from torch's default generator, which the checkpoints save
         return torch.randint(0, 2**63 - 1, (self.discriminator.dropout_layers,)).tolist()
 
-    def _discriminator_loss(self, real, noise, seeds):
+    def _discriminator_loss(self, real, labels, noise, seeds):
         with torch.no_grad():
-            fake = self.generator(noise)
+            fake = self.generator(noise, labels)
         # run() checks both losses once a step, so the op's NaN check (a host sync) is off
-        return self.discriminator.loss(real, fake, check_finite=False, seeds=seeds)
+        return self.discriminator.loss(real, fake, check_finite=False, real_labels=labels, fake_labels=labels,
+                                       seeds=seeds)
 
-    def _generator_loss(self, noise, seeds):
-        return self.discriminator.generator_loss(self.generator(noise), saturating=self.config.saturating,
-                                                 check_finite=False, seeds=seeds)
+    def _generator_loss(self, noise, labels, seeds):
+        return self.discriminator.generator_loss(self.generator(noise, labels), saturating=self.config.saturating,
+                                                 check_finite=False, labels=labels, seeds=seeds)
 
     def train_step(self):
         """One iteration of Algorithm 1. Returns (d_loss, g_loss, DStats) as tensors (no host sync)."""
@@ -223,15 +236,15 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"], group["momentum"] = lr, momentum
         for _ in range(c.k):
-            real = self._shard(self._next_batch())
+            real, labels = map(self._shard, self._next_batch())
             noise = self._shard(g.noise(c.batch_size, self.data_rng))
-            d_loss, stats = self._d_loss(real, noise, self._dropout_seeds())
+            d_loss, stats = self._d_loss(real, labels, noise, self._dropout_seeds())
             self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             self._average_gradients(d.parameters())
             self.d_optimizer.step()
         noise = self._shard(g.noise(c.batch_size, self.data_rng))
-        g_loss = self._g_loss(noise, self._dropout_seeds())
+        g_loss = self._g_loss(noise, labels, self._dropout_seeds())
         # autograd.grad for G's parameters only: D's weight gradients are not needed in this step.
         params = list(g.parameters())
         for p, grad in zip(params, torch.autograd.grad(g_loss, params)):

@@ -2,7 +2,7 @@
 
 Figure 2: a grid of samples whose rightmost column (behind a yellow bar) is the nearest training example
 of the sample beside it, which shows the model has not memorised the training set. Figure 3: digits from
-linear paths between two points in z space.
+linear paths between two points in z space. And pairs of digits and their reconstructions G(E(x)) (inference.py).
 """
 from pathlib import Path
 from typing import Optional, Union
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["image_grid", "interpolation_figure", "nearest_neighbours", "samples_figure"]
+__all__ = ["image_grid", "interpolation_figure", "nearest_neighbours", "reconstruction_figure", "samples_figure"]
 
 _SEPARATOR_RGB = (255, 215, 0)
 
@@ -74,7 +74,8 @@ def samples_figure(samples: Tensor, train_images: Tensor, path: Union[str, Path]
 @torch.no_grad()
 def interpolation_figure(generator, path: Union[str, Path], rows: int = 6, steps: int = 10, seed: int = 0,
                          scale: int = 2) -> Path:
-    """Figure 3: each row decodes z_0 + t (z_1 - z_0) for t from 0 to 1 in `steps` steps."""
+    """Figure 3: each row decodes z_0 + t (z_1 - z_0) for t from 0 to 1 in `steps` steps (a conditional
+    generator's row r with the class r mod num_classes)."""
     if rows < 1 or steps < 2:
         raise ValueError(f"need rows >= 1 and steps >= 2, got rows={rows}, steps={steps}")
     rng = torch.Generator().manual_seed(seed)
@@ -82,9 +83,22 @@ def interpolation_figure(generator, path: Union[str, Path], rows: int = 6, steps
     t = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device).reshape(1, steps, 1)
     z = ends[:, :1] + t * (ends[:, 1:] - ends[:, :1])
     was_training = generator.training
+    labels = generator.balanced_labels(rows)
     generator.eval()
-    images = generator(z.reshape(rows * steps, -1))
+    images = generator(z.reshape(rows * steps, -1), None if labels is None else labels.repeat_interleave(steps))
     generator.train(was_training)
     path = Path(path)
     image_grid(images, steps, scale=scale).save(path)
+    return path
+
+
+def reconstruction_figure(images: Tensor, reconstructions: Tensor, path: Union[str, Path], pairs_per_row: int = 6,
+                          scale: int = 2) -> Path:
+    """Each digit followed by its reconstruction, `pairs_per_row` pairs a row."""
+    if images.shape != reconstructions.shape:
+        raise ValueError(f"images and reconstructions must have one shape, got {tuple(images.shape)} "
+                         f"and {tuple(reconstructions.shape)}")
+    tiles = torch.stack([images.float().cpu(), reconstructions.float().cpu()], 1).flatten(0, 1)
+    path = Path(path)
+    image_grid(tiles, 2 * pairs_per_row, scale=scale).save(path)
     return path

@@ -35,3 +35,13 @@ TRITON_FLOAT64 = dict(atol=1e-7, rtol=1e-6)
 
 def tolerance(dtype, backend):
     return TRITON_FLOAT64 if (backend == "triton" and dtype == torch.float64) else TOLERANCES[dtype]
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: small nets run faster so, and far faster on a busy machine (a 196-pixel
+    conditional GAN step: 5.6 ms on one thread against 77 ms on two, 2 cores shared with other jobs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

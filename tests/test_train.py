@@ -60,7 +60,8 @@ def test_compiled_step_matches_eager_without_graph_breaks(backend):
     for got, want in zip(compiled.generator.parameters(), eager.generator.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     noise, real, seeds = torch.randn(50, TINY.noise_dim), tiny_data()[:50], [1, 2, 3]
-    for fn, args in ((compiled._discriminator_loss, (real, noise, seeds)), (compiled._generator_loss, (noise, seeds))):
+    for fn, args in ((compiled._discriminator_loss, (real, None, noise, seeds)),
+                     (compiled._generator_loss, (noise, None, seeds))):
         assert torch._dynamo.explain(fn)(*args).graph_break_count == 0
 
 
