@@ -25,31 +25,40 @@ FIGURE_SEED = 4321
 
 
 def _checkpoint_data_source(args, state):
-    """--data-dir / --download when given, else the data the checkpoint was trained on (offline if none)."""
+    """--data-dir / --download when given, else the data the checkpoint was trained on."""
     if args.data_dir or args.download or state is None:
         return _data_source(args)
     return state.get("data_source", "offline")
 
 
 def _data_source(args):
+    """A directory, "download", or None: the data set's default (MNIST: the offline subset)."""
     if args.data_dir and args.download:
         raise SystemExit("error: give --data-dir or --download, not both")
-    return str(args.data_dir) if args.data_dir else ("download" if args.download else "offline")
+    return str(args.data_dir) if args.data_dir else ("download" if args.download else None)
 
 
 def _add_data_args(parser):
-    group = parser.add_argument_group("data (default: the offline 5k MNIST subset shipped with fastgan)")
-    group.add_argument("--data-dir", type=Path, help="a directory with the four MNIST IDX files (gzipped or not)")
-    group.add_argument("--download", action="store_true", help="download full MNIST (SHA-256 checked) into the cache")
-    group.add_argument("--cache-dir", type=Path, help="where --download stores MNIST (default ~/.cache/fastgan/mnist)")
+    group = parser.add_argument_group("data (default: the offline 5k MNIST subset shipped with fastgan; "
+                                      "Fashion-MNIST from the Debian package dataset-fashion-mnist)")
+    group.add_argument("--data-dir", type=Path,
+                       help="a directory with the data set's files (MNIST/Fashion-MNIST IDX files, CIFAR-10 batches)")
+    group.add_argument("--download", action="store_true", help="download the data set (SHA-256 checked) into the cache")
+    group.add_argument("--cache-dir", type=Path, help="where --download stores it (default ~/.cache/fastgan)")
 
 
-def _load_data(source, cache_dir=None):
-    from .data import load_mnist
+def _load_data(dataset, source, cache_dir=None):
+    from .data import load_dataset
 
-    splits = load_mnist(source, cache_dir=cache_dir)
+    splits = load_dataset(dataset, source, cache_dir=cache_dir).splits
     print(f"data: {splits.source}")
     return splits
+
+
+def _checkpoint_data(args, state):
+    """The splits a checkpoint was trained on (or --data-dir / --download's)."""
+    dataset = state["train_config"].get("dataset", "mnist")  # checkpoints before other data sets: MNIST
+    return _load_data(dataset, _checkpoint_data_source(args, state), args.cache_dir)
 
 
 def _parzen(generator, splits, n_samples, backend, progress=True, group=None):
@@ -120,7 +129,7 @@ def cmd_train(args):
     else:
         steps, minutes = args.steps, args.minutes
     source = _checkpoint_data_source(args, state)
-    splits = _load_data(source, args.cache_dir)
+    splits = _load_data(train_config.dataset, source, args.cache_dir)
     torch.manual_seed(train_config.seed)
     generator, discriminator = build_models(model_config, splits.train.images.mean(0), backend=args.backend)
     preset = state.get("preset", args.preset) if state is not None else args.preset
@@ -154,7 +163,8 @@ def cmd_train(args):
     if "untrained" in results:
         print(f"  untrained: {_result_line(results['untrained'])}")
     print(f"  trained:   {trained.summary()}")
-    figure = _samples_png(generator, splits, out / "samples.png", rows=10, cols=6, seed=FIGURE_SEED)
+    figure = _samples_png(generator, splits, out / "samples.png", rows=10, cols=6, seed=FIGURE_SEED,
+                          image_shape=model_config.image_shape)
     results.update(trained=trained.to_dict(), steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
     results_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {figure}, {results_path}, {checkpoint}, {out / 'metrics.jsonl'}")
@@ -171,7 +181,7 @@ def cmd_evaluate(args):
     group = _torchrun_group()
     leader = group is None or group.rank() == 0
     state, generator, _ = _load_checkpoint(args.checkpoint, args.backend)
-    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    splits = _checkpoint_data(args, state)
     n_samples = args.samples or state["train_config"]["parzen_samples"]
     started = time.perf_counter()
     result = _parzen(generator, splits, n_samples, args.backend, progress=not args.no_progress and leader,
@@ -210,7 +220,13 @@ def _class_agreement(generator, splits, per_class=100):
     return dict(mean=agreement.mean().item(), per_class=agreement.tolist(), classifier_test_accuracy=test_accuracy)
 
 
-def _samples_png(generator, splits, path, rows, cols, seed, label=None):
+def _image_shape(state):
+    from .models import ModelConfig
+
+    return ModelConfig.from_dict(state["model_config"]).image_shape
+
+
+def _samples_png(generator, splits, path, rows, cols, seed, label=None, image_shape=(1, 28, 28)):
     """Figure 2's grid: rows x cols samples, or a conditional generator's one row of cols per class, or all of
     class `label`; each row's nearest training digit on the right."""
     import torch
@@ -232,21 +248,24 @@ def _samples_png(generator, splits, path, rows, cols, seed, label=None):
         samples = generator.sample(rows * cols if labels is None else len(labels),
                                    generator=torch.Generator().manual_seed(seed), labels=labels)
     generator.train()
-    return samples_figure(samples, splits.train.images, path, cols=cols)
+    return samples_figure(samples, splits.train.images, path, cols=cols, image_shape=image_shape)
 
 
 def cmd_sample(args):
     state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
-    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
-    print(f"wrote {_samples_png(generator, splits, args.out, args.rows, args.cols, args.seed, args.label)}")
+    splits = _checkpoint_data(args, state)
+    figure = _samples_png(generator, splits, args.out, args.rows, args.cols, args.seed, args.label, _image_shape(state))
+    print(f"wrote {figure}")
     return 0
 
 
 def cmd_interpolate(args):
     from .viz import interpolation_figure
 
-    _, generator, _ = _load_checkpoint(args.checkpoint, "torch")
-    print(f"wrote {interpolation_figure(generator, args.out, rows=args.rows, steps=args.steps, seed=args.seed)}")
+    state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
+    figure = interpolation_figure(generator, args.out, rows=args.rows, steps=args.steps, seed=args.seed,
+                                  image_shape=_image_shape(state))
+    print(f"wrote {figure}")
     return 0
 
 
@@ -258,7 +277,7 @@ def cmd_reconstruct(args):
     from .viz import reconstruction_figure
 
     state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
-    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    splits = _checkpoint_data(args, state)
     torch.manual_seed(args.seed)
     encoder = Encoder(generator.output.out_features, generator.noise_dim)
     print(f"fitting an encoder z = E(x) to the generator of {args.checkpoint} (step {state['step']}): "
@@ -281,7 +300,8 @@ def cmd_reconstruct(args):
     print(f"reconstruction error |G(E(x)) - x|^2 per pixel on the {len(test.images)} test digits: {error:.4f} "
           f"(the mean training digit scores {baseline:.4f})")
     out = args.out or Path(args.checkpoint).with_name("reconstructions.png")
-    figure = reconstruction_figure(test.images[:args.rows * 6], reconstructions[:args.rows * 6], out)
+    figure = reconstruction_figure(test.images[:args.rows * 6], reconstructions[:args.rows * 6], out,
+                                   image_shape=_image_shape(state))
     print(f"wrote {figure} (each test digit, then G(E(x))), {encoder_path}")
     return 0
 
@@ -304,7 +324,7 @@ def cmd_semisupervised(args):
     state, _, discriminator = _load_checkpoint(args.checkpoint, args.backend)
     if discriminator.num_classes:
         raise SystemExit("error: the checkpoint is conditional: its D needs the labels the classifier predicts")
-    splits = _load_data(_checkpoint_data_source(args, state), args.cache_dir)
+    splits = _checkpoint_data(args, state)
     n_train = len(splits.train.images)
     if any(n is not None and n > n_train for n in args.labelled):
         raise SystemExit(f"error: --labelled must be at most the {n_train} training digits (or 'all')")

@@ -8,15 +8,18 @@ to fastgan's fused linear log-loss, so the logits are not stored (Discriminator.
 
 Conditional nets (section 7, extension 1; ModelConfig.num_classes > 0): the class label c enters both nets
 as a one-hot vector concatenated to their bottom layer's input, G: [z, onehot(c)] and D: [x, onehot(c)].
+Convolutional D (ModelConfig.d_conv_channels, as the paper's CIFAR-10 experiments used): strided 5x5
+convolutions, each followed by fused maxout over channel groups and dropout, then the same output layer.
 """
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nn import MaxoutLinear
+from .nn import MaxoutConv2d, MaxoutLinear
 from .ops import linear_discriminator_loss, linear_generator_loss, maxout_dropout
 from .ops._common import check_tensor
 
@@ -39,6 +42,8 @@ class ModelConfig:
     d_hidden_dropout: float = 0.5
     d_init_range: float = 0.005
     num_classes: int = 0  # > 0: conditional nets p(x | c); 0 (checkpoints written before it existed) unconditional
+    image_shape: Sequence[int] = (1, 28, 28)  # (C, H, W) of one data row, for pictures and the convolutional D
+    d_conv_channels: Sequence[int] = ()  # units of each strided convolution of a convolutional D; () is the MLP
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -46,7 +51,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values):
         values = dict(values)
-        values["g_hidden"] = tuple(values["g_hidden"])
+        for name in ("g_hidden", "image_shape", "d_conv_channels"):
+            if name in values:  # checkpoints written before image_shape and d_conv_channels existed lack them
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -129,26 +136,49 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """x [N, data_dim] (and, when num_classes > 0, labels [N]) -> features [N, units]; the output layer
-    `output` turns them into one logit."""
+    """x [N, data_dim] (and, when num_classes > 0, labels [N]) -> features [N, F]; the output layer `output`
+    turns them into one logit.
+
+    Fully connected (the paper's MNIST D): `layers` maxout layers of `units` x `pieces`, F = units. With
+    conv_channels (and image_shape (C, H, W), C*H*W = data_dim): one 5x5 stride-2 convolution per entry, each
+    followed by maxout over groups of `pieces` channels and dropout (fastgan.nn.MaxoutConv2d), halving H and W;
+    F = conv_channels[-1] * H' * W'.
+    """
 
     def __init__(self, data_dim: int = 784, units: int = 240, pieces: int = 5, layers: int = 2,
                  input_dropout: float = 0.2, hidden_dropout: float = 0.5, init_range: float = 0.005,
-                 backend: str = "auto", num_classes: int = 0):
+                 backend: str = "auto", num_classes: int = 0, conv_channels: Sequence[int] = (),
+                 image_shape: Optional[Sequence[int]] = None):
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
         self.backend = backend
         self.input_dropout = input_dropout
         self.num_classes = num_classes
-        # MaxoutLinear drops its *output*: dropout on the hidden layers' inputs is the previous layer's p.
-        self.hidden = nn.ModuleList(
-            MaxoutLinear(data_dim + num_classes if i == 0 else units, units, pieces, p=hidden_dropout, backend=backend)
-            for i in range(layers))
+        self.image_shape = tuple(image_shape) if conv_channels else None
+        if conv_channels:
+            if image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != data_dim:
+                raise ValueError(f"image_shape must be (C, H, W) with C*H*W = data_dim={data_dim}, got {image_shape}")
+            if num_classes:
+                raise ValueError("conditional nets use the fully connected D: the one-hot label joins a flat input")
+            channels, (height, width) = [image_shape[0], *conv_channels], image_shape[1:]
+            self.hidden = nn.ModuleList(
+                MaxoutConv2d(c_in, c_out, pieces, 5, stride=2, padding=2, p=hidden_dropout, backend=backend)
+                for c_in, c_out in zip(channels[:-1], channels[1:]))
+            for _ in conv_channels:
+                height, width = (height + 1) // 2, (width + 1) // 2
+            features = conv_channels[-1] * height * width
+        else:
+            if layers < 1:
+                raise ValueError(f"layers must be >= 1, got {layers}")
+            # MaxoutLinear drops its *output*: dropout on the hidden layers' inputs is the previous layer's p.
+            self.hidden = nn.ModuleList(
+                MaxoutLinear(data_dim + num_classes if i == 0 else units, units, pieces, p=hidden_dropout,
+                             backend=backend)
+                for i in range(layers))
+            features = units
         for layer in self.hidden:
             nn.init.uniform_(layer.weight, -init_range, init_range)
             nn.init.zeros_(layer.bias)
-        self.output = nn.Linear(units, 1)
+        self.output = nn.Linear(features, 1)
         _uniform_init(self.output, init_range)
 
     @property
@@ -173,8 +203,12 @@ class Discriminator(nn.Module):
             # Input dropout covers the pixels only: a dropped label bit would make D judge some rows unconditioned.
             # The concatenation copies [N, 784 + 10]: MEASURE
             h = torch.cat([h, one_hot], 1)
+        if self.image_shape is not None:
+            h = h.reshape(-1, *self.image_shape)
         for layer, seed in zip(self.hidden, seeds[1:]):
             h = layer(h, seed)
+        if self.image_shape is not None:
+            h = h.flatten(1)
         return h
 
     def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
@@ -209,5 +243,5 @@ def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, back
                           config.num_classes)
     discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,
                                   config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend,
-                                  config.num_classes)
+                                  config.num_classes, config.d_conv_channels, config.image_shape)
     return generator, discriminator

@@ -86,3 +86,23 @@ class Maxout(torch.nn.Module):
 
     def extra_repr(self):
         return f"pieces={self.pieces}, p={self.p}, dim={self.dim}, backend={self.backend!r}"
+
+
+class MaxoutConv2d(torch.nn.Conv2d):
+    """A convolution to units * pieces channels, maxout over each unit's `pieces` consecutive channels at every
+    position, then dropout p, the maxout and dropout fused (fastgan.ops.maxout_dropout with dim=1).
+
+    Its parameters are those of nn.Conv2d(in_channels, units * pieces, ...), so it loads such a state_dict.
+    """
+
+    def __init__(self, in_channels, units, pieces, kernel_size, stride=1, padding=0, p=0.0, backend="auto",
+                 device=None, dtype=None):
+        super().__init__(in_channels, units * pieces, kernel_size, stride, padding, device=device, dtype=dtype)
+        self.units, self.pieces, self.p, self.backend = units, pieces, p, backend
+
+    def forward(self, x, seed=None):
+        return maxout.maxout_dropout(super().forward(x), self.pieces, self.p, self.training, seed, dim=1,
+                                     backend=self.backend)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", units={self.units}, pieces={self.pieces}, p={self.p}, backend={self.backend!r}"

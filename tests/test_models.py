@@ -4,6 +4,7 @@ import torch
 
 from fastgan import backends
 from fastgan.models import Discriminator, Generator, ModelConfig, build_models
+from fastgan.nn import MaxoutConv2d
 from fastgan.ops import discriminator_loss, generator_loss
 
 needs_cpu_kernels = pytest.mark.skipif(backends.why_not("cpu", "cpu") is not None,
@@ -99,3 +100,60 @@ def test_figures_2_and_3_png(tmp_path):
         assert image.getpixel((3 * 30 + 2, 5)) == (255, 215, 0)
     with Image.open(interpolation_figure(g, tmp_path / "fig3.png", rows=2, steps=5, scale=1)) as image:
         assert image.size == (5 * 30 + 2, 2 * 30 + 2)
+
+
+# --- the convolutional discriminator ---------------------------------------------------------------------------
+
+
+def test_maxout_conv2d_is_a_conv2d_then_channel_maxout():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4 * 2, 5, stride=2, padding=2)
+    layer = MaxoutConv2d(3, 4, 2, 5, stride=2, padding=2, p=0.5, backend="torch")
+    layer.load_state_dict(conv.state_dict())  # nn.Conv2d's parameters, unchanged
+    x = torch.randn(3, 3, 9, 7)
+    layer.eval()  # no dropout: plain maxout over channel pairs
+    assert torch.equal(layer(x), conv(x).unflatten(1, (4, 2)).amax(2))
+    layer.train()
+    y = layer(x, seed=5)
+    kept = y != 0
+    assert 0.3 < kept.float().mean() < 0.7  # p = 0.5 on 3 * 4 * 5 * 4 = 240 units
+    torch.testing.assert_close(y[kept], 2 * conv(x).unflatten(1, (4, 2)).amax(2)[kept])
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("cpu", marks=needs_cpu_kernels)])
+def test_conv_discriminator_shapes_and_gradients(backend):
+    torch.manual_seed(0)
+    config = ModelConfig(data_dim=3 * 9 * 7, image_shape=(3, 9, 7), d_conv_channels=(4, 6), d_pieces=2)
+    _, d = build_models(config, backend=backend)
+    assert [layer.weight.shape for layer in d.hidden] == [(8, 3, 5, 5), (12, 4, 5, 5)]
+    x = torch.rand(5, 3 * 9 * 7)
+    assert d.features(x).shape == (5, 6 * 3 * 2)  # 9 x 7 -> 5 x 4 -> 3 x 2
+    loss, _ = d.loss(x, torch.rand(5, 3 * 9 * 7), seeds=[1, 2, 3])
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+
+
+def test_conv_discriminator_cpu_kernels_match_reference():
+    if backends.why_not("cpu", "cpu") is not None:
+        pytest.skip(f"cpu backend: {backends.why_not('cpu', 'cpu')}")
+    config = ModelConfig(data_dim=2 * 8 * 8, image_shape=(2, 8, 8), d_conv_channels=(3, 5), d_pieces=3)
+    nets = {}
+    for backend in ("cpu", "torch"):
+        torch.manual_seed(0)
+        nets[backend] = build_models(config, backend=backend)[1].double()
+    x = torch.rand(4, 128, dtype=torch.float64)
+    losses = {b: d.loss(x, x.flip(0), seeds=[7, 8, 9])[0] for b, d in nets.items()}
+    torch.testing.assert_close(losses["cpu"], losses["torch"])
+    for d in nets.values():
+        d.zero_grad()
+    for loss in losses.values():
+        loss.backward()
+    for (name, p), q in zip(nets["cpu"].named_parameters(), nets["torch"].parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_conv_discriminator_bad_config():
+    with pytest.raises(ValueError, match="image_shape must be"):
+        build_models(ModelConfig(data_dim=784, image_shape=(1, 27, 28), d_conv_channels=(4,)))
+    with pytest.raises(ValueError, match="conditional nets use the fully connected D"):
+        build_models(ModelConfig(d_conv_channels=(4,), num_classes=10))

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,6 +171,31 @@ def test_cli_train_resume_evaluate_sample_interpolate(tmp_path, capsys):
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = json.loads((out / "parzen.json").read_text()), json.loads(sharded.read_text())
     assert two["sigma"] == one["sigma"] and abs(two["mean"] - one["mean"]) < 1e-3 and abs(two["se"] - one["se"]) < 1e-3
+
+
+def test_cli_conv_and_cifar10_presets(tmp_path, capsys):
+    """mnist-conv trains the convolutional D on the offline digits; cifar10-mlp reads CIFAR-10 batches (tiny
+    fakes written here: 150 random images) and draws colour samples."""
+    from PIL import Image
+
+    from fastgan.__main__ import main
+    from test_data import write_cifar_dir
+
+    common = ["--steps", "2", "--parzen-samples", "20", "--no-progress"]
+    assert main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), *common]) == 0
+    state = Trainer.load_checkpoint(tmp_path / "conv" / "checkpoint.pt")
+    assert state["model_config"]["d_conv_channels"] == [32, 64] and state["step"] == 2
+    write_cifar_dir(tmp_path / "cifar", n=30, n_test=20)
+    out = tmp_path / "cifar-run"
+    assert main(["train", "--preset", "cifar10-mlp", "--data-dir", str(tmp_path / "cifar"), "--out", str(out),
+                 *common]) == 0
+    assert "trained:   Parzen log-likelihood" in capsys.readouterr().out
+    with Image.open(out / "samples.png") as image:  # 10 rows of 6 samples + the nearest, 32 x 32 RGB tiles
+        assert image.size == (2 * (7 * 34 + 2 + 4), 2 * (10 * 34 + 2))
+        pixels = np.asarray(image)
+    assert (pixels[..., 0] != pixels[..., 1]).any()  # colour, not grey
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "20", "--no-progress"]) == 0
+    assert "cifar" in json.loads((out / "results.json").read_text())["data"].lower()
 
 
 def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
