@@ -9,7 +9,7 @@
 Section 7's extensions:
   python -m fastgan train --conditional                    a conditional GAN p(x | c); sample --class C draws digit C
   python -m fastgan reconstruct CHECKPOINT                 fit an encoder z = E(x), write digits beside G(E(x))
-  python -m fastgan semisupervised CHECKPOINT              test accuracy of a linear classifier: D's features vs pixels
+  python -m fastgan semisupervised CHECKPOINT              test accuracy of a linear classifier: D's layers vs pixels
 """
 import argparse
 import dataclasses
@@ -276,6 +276,8 @@ def cmd_reconstruct(args):
     from .train import save_atomic
     from .viz import reconstruction_figure
 
+    if args.steps < 1 or args.rows < 1:
+        raise SystemExit(f"error: --steps and --rows must be >= 1, got {args.steps} and {args.rows}")
     state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
     splits = _checkpoint_data(args, state)
     torch.manual_seed(args.seed)
@@ -321,6 +323,8 @@ def cmd_semisupervised(args):
     from .data import MNIST_CLASSES, Split
     from .semisupervised import discriminator_features, linear_probe
 
+    if args.repeats < 1:
+        raise SystemExit(f"error: --repeats must be >= 1, got {args.repeats}")
     state, _, discriminator = _load_checkpoint(args.checkpoint, args.backend)
     if discriminator.num_classes:
         raise SystemExit("error: the checkpoint is conditional: its D needs the labels the classifier predicts")
@@ -328,8 +332,10 @@ def cmd_semisupervised(args):
     n_train = len(splits.train.images)
     if any(n is not None and n > n_train for n in args.labelled):
         raise SystemExit(f"error: --labelled must be at most the {n_train} training digits (or 'all')")
-    inputs = {"features": [Split(discriminator_features(discriminator, s.images), s.labels) for s in splits[:3]],
-              "pixels": list(splits[:3])}
+    features = [discriminator_features(discriminator, split.images) for split in splits[:3]]  # [split][layer]
+    inputs = {f"D layer {i + 1}": [Split(layers[i], split.labels) for layers, split in zip(features, splits[:3])]
+              for i in range(len(discriminator.hidden))}
+    inputs["pixels"] = list(splits[:3])
     runs = [(n, seed) for n in args.labelled for seed in range(1 if n is None else args.repeats)]
     accuracies = {}
     for n, seed in tqdm(runs, disable=args.no_progress, unit="subset", desc="fitting"):
@@ -338,17 +344,18 @@ def cmd_semisupervised(args):
             accuracies.setdefault((n, name), []).append(100 * result.accuracy)
     print(f"checkpoint {args.checkpoint}: step {state['step']}, preset {state.get('preset')}")
     print(f"test accuracy of multinomial logistic regression (L-BFGS, L2 weight chosen on the "
-          f"{len(splits.valid.images)} validation digits) on {len(splits.test.images)} test digits; "
-          f"mean ± sd over {args.repeats} random labelled subsets where n < all")
-    widths = [train.images.shape[1] for train, _, _ in inputs.values()]
-    print(f"{'labelled n':>12}  {f'D features ({widths[0]})':>18}  {f'pixels ({widths[1]})':>14}")
+          f"{len(splits.valid.images)} validation digits) on {len(splits.test.images)} test digits, on D's hidden "
+          f"maxout units (eval mode) or on pixels; mean \u00b1 sd over {args.repeats} random labelled subsets "
+          f"where n < all")
+    print(f"{'labelled n':>12}" + "".join(f"  {f'{name} ({train.images.shape[1]})':>16}"
+                                          for name, (train, _, _) in inputs.items()))
     for n in args.labelled:
         cells = []
         for name in inputs:
             values = torch.tensor(accuracies[(n, name)], dtype=torch.float64)
-            sd = f" ± {values.std():.1f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.1f}{sd}%")
-        print(f"{n or f'{n_train} (all)':>12}  {cells[0]:>18}  {cells[1]:>14}")
+            sd = f" \u00b1 {values.std():.1f}" if len(values) > 1 else ""
+            cells.append(f"  {f'{values.mean():.1f}{sd}%':>16}")
+        print(f"{n or f'{n_train} (all)':>12}" + "".join(cells))
     return 0
 
 

@@ -71,6 +71,42 @@ def test_checkpoints_rebuild_conditional_nets_and_old_ones_unconditional(tmp_pat
     assert rebuilt.num_classes == 3 and torch.equal(rebuilt.hidden[0].weight, g.hidden[0].weight)
 
 
+def make_trainer(out_dir=None, seed=0):
+    torch.manual_seed(seed)
+    g, d = build_models(TINY, backend="torch")
+    images = torch.rand(250, 16, generator=torch.Generator().manual_seed(123))
+    return Trainer(g, d, images, TrainConfig(batch_size=50, k=2, log_every=2, checkpoint_every=0, seed=seed),
+                   out_dir=out_dir, extra_state={"model_config": TINY.to_dict()}, train_labels=torch.arange(250) % 3)
+
+
+def test_fakes_take_the_real_batch_labels_and_resume_is_bit_identical(tmp_path):
+    trainer = make_trainer()
+    seen = []
+    loss = trainer.discriminator.loss
+
+    def recording_loss(real, fake, **kwargs):
+        seen.append((kwargs["real_labels"], kwargs["fake_labels"]))
+        return loss(real, fake, **kwargs)
+
+    trainer.discriminator.loss = recording_loss
+    trainer.train_step()
+    order = trainer.order[:100]  # k = 2 batches of 50
+    assert [torch.equal(r, f) for r, f in seen] == [True, True]
+    assert torch.equal(torch.cat([r for r, _ in seen]), order % 3)  # each image's own label
+
+    uninterrupted = make_trainer(tmp_path / "a")
+    uninterrupted.run(steps=6, progress=False)  # 5 batches an epoch: crosses epochs
+    first = make_trainer(tmp_path / "b")
+    first.run(steps=3, progress=False)
+    resumed = make_trainer(tmp_path / "c", seed=7)
+    resumed.load_state_dict(Trainer.load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+    resumed.run(steps=6, progress=False)
+    for module in ("generator", "discriminator"):
+        expected = getattr(uninterrupted, module).state_dict()
+        for name, value in getattr(resumed, module).state_dict().items():
+            assert torch.equal(value, expected[name]), f"{module}.{name} differs after resume"
+
+
 def pooled(images):
     """14 x 14 digits (2 x 2 means): a quarter of the pixels, so the GAN and the classifier train in seconds."""
     return torch.nn.functional.avg_pool2d(images.reshape(-1, 1, 28, 28), 2).flatten(1)

