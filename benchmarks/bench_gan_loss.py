@@ -76,7 +76,7 @@ def interleaved(rounds, clock):
         for provider in providers:
             loss_fn = make_loss_fn(provider)
 
-            def step(loss_fn=loss_fn):
+            def step(loss_fn=loss_fn, real=real, fake=fake, calls=calls):
                 for _ in range(calls):
                     real.grad = fake.grad = None
                     loss_fn(real, fake).backward()
