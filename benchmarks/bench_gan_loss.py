@@ -55,11 +55,14 @@ def test_discriminator_loss_fwd_bwd(benchmark, sync, provider, n):
 
 
 def interleaved(rounds, clock):
-    """Medians of interleaved rounds (every provider once per round, in turn), robust to a shared, noisy
-    machine. clock "process" (time.process_time: CPU time of the whole process, meant for one thread, where
-    it leaves out the time other processes hold the core) or "wall" (time.perf_counter). Also the median
-    count of minor page faults per step: a step that gets its 4 MB buffers from fresh pages (glibc's heap
-    trimmed them) pays ~1 us per 4 kB page, more than the loss itself."""
+    """Medians of interleaved rounds (every provider once per round, in a shuffled order), robust to a shared,
+    noisy machine. The order is shuffled because a step pays for the memory traffic of the step before it (at
+    1M logits, 2 threads: the fused step took 350 us after itself, 445 us after eager softplus or after writing
+    16 MB). clock "process" (time.process_time: CPU time of the whole process, meant for one thread, where it
+    leaves out the time other processes hold the core) or "wall" (time.perf_counter). Also the median count of
+    minor page faults per step: a step that gets its 4 MB buffers from fresh pages (glibc's heap trimmed them)
+    pays ~1 us per 4 kB page, more than the loss itself."""
+    import random
     import resource
     import statistics
     import time
@@ -85,8 +88,11 @@ def interleaved(rounds, clock):
             step()  # warm-up (and compilation)
             steps[provider] = step
         times, faults = {p: [] for p in steps}, {p: [] for p in steps}
+        order, rng = list(steps), random.Random(0)
         for _ in range(rounds):
-            for provider, step in steps.items():
+            rng.shuffle(order)
+            for provider in order:
+                step = steps[provider]
                 faults_before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, timer()
                 step()
                 times[provider].append((timer() - start) / calls)
