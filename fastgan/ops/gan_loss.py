@@ -71,8 +71,8 @@ def _(real, fake, real_weight, fake_weight, compute_grad, backend):
 
 def _loss_only_differentiable(ctx, output):
     """Autograd differentiates the loss (output 0) only. Otherwise it hands the backward a tensor of zeros for
-    each other output: at 1M logits per side, 2 x 4 MB filled with zeros per step took 0.6 ms, as long as
-    the kernel itself."""
+    each other output: at 1M logits per side the fwd+bwd step took 774 instead of 630 us on one thread
+    (448 instead of 354 us on two) filling 2 x 4 MB with zeros."""
     ctx.mark_non_differentiable(*output[1:])
     ctx.set_materialize_grads(False)
 
