@@ -2,6 +2,7 @@
 // kernels are registered in Python (fastgan/ops/*.py) with torch.library.custom_op.
 #include <torch/extension.h>
 
+#include "cpu/avx512_dispatch.h"
 #include "cpu/gan_loss_cpu.h"
 #include "cpu/maxout_cpu.h"
 #include "cpu/parzen_cpu.h"
@@ -16,7 +17,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
-  m.def("gan_logloss_cpu", &fastgan::gan_logloss_cpu, "GAN log-loss, its gradient and D's statistics (CPU)");
+  m.def("gan_logloss_cpu", &fastgan::gan_logloss_cpu, "GAN log-loss, its gradient and D's statistics (CPU)",
+        py::arg("real"), py::arg("fake"), py::arg("real_weight"), py::arg("fake_weight"), py::arg("compute_grad"),
+        py::arg("allow_avx512") = true);
+  m.def("has_avx512", &fastgan::has_avx512, "whether this CPU runs the AVX-512 loops (checked at run time)");
   m.def("gan_logloss_linear_cpu", &fastgan::gan_logloss_linear_cpu,
         "GAN log-loss on h @ weight + bias, with gradients for h, weight and bias (CPU)");
   m.def("maxout_dropout_cpu", &fastgan::maxout_dropout_cpu, "maxout + Philox dropout, with the int8 argmax (CPU)");

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 import fastgan
-from fastgan import reference
+from fastgan import _ext, backends, reference
 from fastgan.ops import gan_loss as ops
+from fastgan.ops._common import compiled
 
 from conftest import BACKEND_CASES, tolerance
 
@@ -96,6 +97,40 @@ def test_non_contiguous_and_shaped_logits(device, backend):
     assert r.grad.shape == real.shape
     assert_close(r.grad, ref_gr, torch.float32, backend)
     assert_close(f.grad, ref_gf, torch.float32, backend)
+
+
+def cpu_has_avx512():
+    return backends.why_not("cpu", "cpu") is None and _ext.load().has_avx512()
+
+
+# The CPU kernel runs float32 on AVX-512 lanes where the CPU has them, else on AVX2 lanes: both loops on the
+# same logits, with the extremes, inf and NaN scattered over lanes, vector groups and the scalar tail.
+# 529 = one 512-logit AVX-512 group + one vector + a tail; 70000 = several 16k-logit chunks, so two threads.
+@pytest.mark.skipif(backends.why_not("cpu", "cpu") is not None, reason="the C++ kernels are not built")
+@pytest.mark.parametrize("allow_avx512", [
+    pytest.param(True, id="avx512", marks=pytest.mark.skipif(not cpu_has_avx512(), reason="no AVX-512 on this CPU")),
+    pytest.param(False, id="avx2"),
+])
+@pytest.mark.parametrize("n", [15, 16, 17, 529, 4097, 70_000])
+@pytest.mark.parametrize("specials", [False, True], ids=["finite", "inf-nan"])
+def test_cpu_float32_vector_loops_match_reference(allow_avx512, n, specials):
+    g = torch.Generator().manual_seed(n)
+    values = torch.cat([EXTREMES, EXTREMES.new_tensor([float("inf"), float("-inf"), float("nan")] if specials else [])])
+    real, fake = (torch.randn(n, generator=g, dtype=torch.float64) * 4 for _ in range(2))
+    for x in (real, fake):
+        x[torch.randperm(n, generator=g)[:len(values)]] = values
+    real, fake = real.float(), fake.float()
+    loss, grad_real, grad_fake, stats = compiled("gan_logloss", "cpu")(real, fake, 1 / n, 1 / n, True,
+                                                                        allow_avx512=allow_avx512)
+    ref_loss, ref_grad_real, ref_grad_fake, ref_stats = reference.gan_logloss(real.double(), fake.double(), 1 / n,
+                                                                              1 / n, True)
+    close = dict(**tolerance(torch.float32, "cpu"), equal_nan=True)  # NaN logits give NaN loss, gradient, means
+    torch.testing.assert_close(loss.double(), ref_loss, **close)
+    torch.testing.assert_close(grad_real.double(), ref_grad_real, **close)
+    torch.testing.assert_close(grad_fake.double(), ref_grad_fake, **close)
+    torch.testing.assert_close(stats.double(), ref_stats.double(), atol=1e-6, rtol=1e-6, equal_nan=True)
+    if specials:
+        assert torch.isnan(loss) and stats[3] > 0
 
 
 def reference_linear_d(h_real, h_fake, w, b):

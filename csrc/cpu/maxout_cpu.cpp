@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/maxout_math.h"
+#include "cpu/avx512_dispatch.h"
 
 namespace fastgan {
 namespace {
@@ -29,20 +30,9 @@ void fill_uniforms_generic(float* out, int64_t n, uint64_t seed, uint64_t index)
   for (int64_t j = 0; j < n; ++j) out[j] = philox_uniform(seed, index + j);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"))) void fill_uniforms_avx512(float* out, int64_t n,
-                                                                                         uint64_t seed,
-                                                                                         uint64_t index) {
+#ifdef FASTGAN_AVX512_DISPATCH
+FASTGAN_TARGET_AVX512 void fill_uniforms_avx512(float* out, int64_t n, uint64_t seed, uint64_t index) {
   for (int64_t j = 0; j < n; ++j) out[j] = philox_uniform(seed, index + j);
-}
-
-bool has_avx512() {
-  static const bool yes = [] {
-    __builtin_cpu_init();  // libgcc's CPU model may not be initialised yet in a dlopen'ed extension
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  }();
-  return yes;
 }
 
 void fill_uniforms(float* out, int64_t n, uint64_t seed, uint64_t index) {

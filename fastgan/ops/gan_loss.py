@@ -69,15 +69,27 @@ def _(real, fake, real_weight, fake_weight, compute_grad, backend):
     return real.new_empty(()), grad_real, grad_fake, real.new_empty(4, dtype=torch.float32)
 
 
+def _loss_only_differentiable(ctx, output):
+    """Autograd differentiates the loss (output 0) only. Otherwise it hands the backward a tensor of zeros for
+    each other output: at 1M logits per side the fwd+bwd step took 774 instead of 630 us on one thread
+    (448 instead of 354 us on two) filling 2 x 4 MB with zeros."""
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)
+
+
 def _gan_logloss_setup_context(ctx, inputs, output):
     _, grad_real, grad_fake, _ = output
     ctx.save_for_backward(grad_real, grad_fake)
+    _loss_only_differentiable(ctx, output)
 
 
 def _scale(grad_loss, grads):
     """grad_loss * each gradient. loss.backward() passes 1.0: on the CPU (where the check costs no device
     sync) the saved gradients are then returned as they are, which halves the fwd+bwd memory traffic.
-    Traced calls (fake or functional tensor subclasses, torch.compile) always multiply."""
+    Traced calls (fake or functional tensor subclasses, torch.compile) always multiply. No grad_loss (None:
+    grads are not materialised, see _loss_only_differentiable) means no input gradients."""
+    if grad_loss is None:
+        return (None,) * len(grads)
     eager = type(grad_loss) is torch.Tensor and not torch.compiler.is_compiling()
     if eager and grad_loss.device.type == "cpu" and grad_loss.item() == 1.0:
         return tuple(grads)
@@ -123,6 +135,7 @@ def _(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, back
 
 def _gan_logloss_linear_setup_context(ctx, inputs, output):
     ctx.save_for_backward(*output[1:5])
+    _loss_only_differentiable(ctx, output)
 
 
 def _gan_logloss_linear_backward(ctx, grad_loss, *_):
