@@ -50,7 +50,7 @@ def test_conditional_input_fwd_bwd(benchmark, part, provider):
     step = steps(provider.split("-", 1)[1])[part]
     step()
     benchmark.group = f"conditional D input fwd+bwd, batch {BATCH}, {PIXELS}+{CLASSES} -> {UNITS}x{PIECES} ({DEVICE})"
-    benchmark.extra_info.update(part=part, provider=provider, device=DEVICE)
+    benchmark.extra_info.update(part=part, provider=f"{provider}: {part}", device=DEVICE)
     benchmark.pedantic(step, rounds=100, warmup_rounds=2, iterations=1)
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import fastgan
 from fastgan import reference
-from providers import DEVICE, compiled, fused_providers, peak_mb
+from providers import DEVICE, compiled, fused_providers, peak_memory
 
 SIZES = [100, 1_000_000]
 
@@ -50,7 +50,7 @@ def test_discriminator_loss_fwd_bwd(benchmark, sync, provider, n):
         sync()
 
     benchmark.group = f"gan_loss n={n}"
-    benchmark.extra_info.update(provider=provider, n=n, device=DEVICE, peak_mb=peak_mb(step))
+    benchmark.extra_info.update(provider=provider, n=n, device=DEVICE, **peak_memory(step))
     benchmark(step)
 
 

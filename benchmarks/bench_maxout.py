@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import fastgan
-from providers import DEVICE, compiled, fused_providers, peak_mb
+from providers import DEVICE, compiled, fused_providers, peak_memory
 
 P = 0.5
 SIZES = [(100, 784, 240, 5), (1024, 784, 1200, 5)]  # batch, in_features, units, pieces
@@ -87,7 +87,7 @@ def _time(benchmark, sync, fn, args, grad_shape, rounds):
         sync()
 
     step()  # warm-up (and compilation)
-    benchmark.extra_info["peak_mb"] = peak_mb(step)
+    benchmark.extra_info.update(peak_memory(step))
     benchmark.pedantic(step, rounds=rounds, warmup_rounds=2, iterations=1)
 
 

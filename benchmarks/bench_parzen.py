@@ -23,7 +23,7 @@ import torch
 from fastgan import reference
 from fastgan.evaluate import DEFAULT_SIGMAS
 from fastgan.ops.parzen import parzen_log_density
-from providers import DEVICE, compiled, fused_providers, peak_mb
+from providers import DEVICE, compiled, fused_providers, peak_memory
 
 N, M, D = (10_000 if DEVICE == "cuda" else 2_000), 10_000, 784
 N_RELEASED = 20  # test points for the released approach
@@ -121,7 +121,7 @@ def test_parzen(benchmark, sync, provider):
 
     benchmark.group = f"parzen {N}x{M}x{D}x{len(SIGMAS)} ({DEVICE}; released-code on {N_RELEASED} rows)"
     benchmark.extra_info.update(provider=provider, n=n, m=M, d=D, s=len(SIGMAS), device=DEVICE,
-                                alloc_mb=alloc_mb(provider, n), peak_mb=peak_mb(run))
+                                alloc_mb=alloc_mb(provider, n), **peak_memory(run))
     benchmark.pedantic(run, rounds=1 if provider == "released-code" else 5, iterations=1)
 
 

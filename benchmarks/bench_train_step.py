@@ -10,7 +10,12 @@ then a G step. Providers:
 - gemm: only the matrix products one step needs (forward and backward), back to back: the floor.
 
     pytest benchmarks/bench_train_step.py --benchmark-only
+    python benchmarks/bench_train_step.py [rounds]   # interleaved medians, for noisy shared machines
 """
+import statistics
+import sys
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +23,7 @@ from torch import nn
 
 from fastgan.models import ModelConfig, build_models
 from fastgan.train import TrainConfig, Trainer
-from providers import DEVICE, fused_providers, peak_mb
+from providers import DEVICE, fused_providers, peak_memory
 
 BATCH = 100
 
@@ -118,5 +123,43 @@ def test_train_step(benchmark, sync, provider):
         sync()
 
     benchmark.group = "train step, MNIST nets, batch 100"
-    benchmark.extra_info.update(provider=provider, device=DEVICE, peak_mb=peak_mb(timed))
+    benchmark.extra_info.update(provider=provider, device=DEVICE, **peak_memory(timed))
     benchmark(timed)
+
+
+def interleaved(rounds):
+    """Median step time per provider over `rounds` rounds that each run every provider once; on one thread
+    (OMP_NUM_THREADS=1) it is the process's CPU time, which other jobs on a shared machine barely move."""
+    data = torch.rand(1000, 784, device=DEVICE)
+    steps = {"eager": eager_step_fn(*eager_models(), data),
+             "compile": eager_step_fn(*(torch.compile(m) for m in eager_models()), data),
+             "gemm": gemm_step_fn()}
+    for p in FUSED:
+        backend = p.values[0].split("-", 1)[1]
+        if not any(mark.args[0] for mark in p.marks):  # its skipif condition is false: it runs here
+            steps[p.values[0]] = fastgan_step_fn(backend, data)
+            steps[p.values[0] + "+compile"] = fastgan_step_fn(backend, data, compile=True)
+    one_thread = torch.get_num_threads() == 1 and DEVICE == "cpu"
+    clock = time.process_time if one_thread else time.perf_counter
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    for step in steps.values():  # warm-up, compilation
+        for _ in range(3):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            sync()
+            start = clock()
+            step()
+            sync()
+            times[name].append(clock() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"train step, MNIST nets, batch {BATCH}, {DEVICE}, {torch.get_num_threads()} threads, "
+          f"{'process CPU time' if one_thread else 'wall time'}, median of {rounds} interleaved rounds\n")
+    print("| provider | median | x eager | x bare GEMM |\n|---|---|---|---|")
+    for name, t in med.items():
+        print(f"| {name} | {t * 1e3:.1f} ms | {med['eager'] / t:.2f} | {t / med['gemm']:.2f} |")
+
+
+if __name__ == "__main__":
+    interleaved(int(sys.argv[1]) if len(sys.argv) > 1 else 20)

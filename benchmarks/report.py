@@ -1,6 +1,6 @@
 """Runs the benchmarks and writes one Markdown table per benchmark group: median time, ratio to the best
 eager provider, to torch.compile and to the bare GEMM where the group has one, and the memory figures
-the benchmark recorded (extra_info keys ending in _mb; peak_mb: see providers.peak_mb).
+the benchmark recorded (extra_info keys ending in _mb; peak_mb on CUDA only: see providers.peak_memory).
 
     python benchmarks/report.py --out benchmark-report.md [extra pytest args, e.g. -k gan_loss]
 """
