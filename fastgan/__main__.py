@@ -2,6 +2,7 @@
 
   python -m fastgan info                                   versions, and which backends run here
   python -m fastgan train --preset mnist-quick             train (Algorithm 1), print the Parzen LL, write samples.png
+      presets: mnist-quick, mnist-paper, mnist-conv, fashion-mnist-{mlp,conv}, cifar10-{mlp,conv}; --compile
   python -m fastgan evaluate runs/mnist-quick/checkpoint.pt   Parzen LL +- SE with the sigma curve (Table 1)
   python -m fastgan sample CHECKPOINT                      Figure 2: samples beside their nearest training digit
   python -m fastgan interpolate CHECKPOINT                 Figure 3: linear paths in z
