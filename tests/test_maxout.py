@@ -82,14 +82,19 @@ def test_ties_send_the_gradient_to_the_first_maximum(device, backend):
     assert_close(zl.grad, ref_grad, torch.float64, backend)
 
 
-@pytest.mark.parametrize("device,backend", BACKEND_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_inf_and_nan_as_the_reference(device, backend, dtype):
+def inf_nan_units(dtype):
+    """10 units of 3 pieces with inf, -inf, NaN, ties and signed zeros in every position."""
     inf, nan = float("inf"), float("nan")
-    units = torch.tensor([
+    return torch.tensor([
         [inf, 1.0, 2.0], [1.0, inf, inf], [-inf, -inf, -inf], [nan, 5.0, 1.0], [1.0, nan, 7.0], [1.0, 7.0, nan],
         [nan, nan, inf], [-inf, 3.0, nan], [2.0, 2.0, 2.0], [-0.0, 0.0, -1.0],
     ], dtype=dtype)
+
+
+@pytest.mark.parametrize("device,backend", BACKEND_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inf_and_nan_as_the_reference(device, backend, dtype):
+    units = inf_nan_units(dtype)
     z = units.repeat(7, 1).reshape(7, -1).to(device)  # 7 rows of 10 units: a different mask per row
     for p in (0.0, 0.4):
         check_maxout_dropout(z, 3, p, backend, dtype)

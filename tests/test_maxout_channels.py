@@ -12,7 +12,7 @@ from fastgan.nn import Maxout
 from fastgan.ops import maxout as ops
 
 from conftest import BACKEND_CASES
-from test_maxout import OFFSET, SEED, assert_close, available_backends, leaf, skip_slow_triton
+from test_maxout import OFFSET, SEED, assert_close, available_backends, inf_nan_units, leaf, skip_slow_triton
 
 
 def as_3d(shape, dim):
@@ -89,11 +89,7 @@ def test_ties_send_the_gradient_to_the_first_maximum(device, backend):
 @pytest.mark.parametrize("device,backend", BACKEND_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_inf_and_nan_as_the_reference(device, backend, dtype):
-    inf, nan = float("inf"), float("nan")
-    units = torch.tensor([
-        [inf, 1.0, 2.0], [1.0, inf, inf], [-inf, -inf, -inf], [nan, 5.0, 1.0], [1.0, nan, 7.0], [1.0, 7.0, nan],
-        [nan, nan, inf], [-inf, 3.0, nan], [2.0, 2.0, 2.0], [-0.0, 0.0, -1.0],
-    ], dtype=dtype)
+    units = inf_nan_units(dtype)
     # [2, 30, 2, 2]: every position holds the 10 units, each with its own mask
     z = units.reshape(1, 30, 1, 1).expand(2, 30, 2, 2).to(device)
     for p in (0.0, 0.4):

@@ -170,6 +170,12 @@ void check_cpu_floating(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
 }
 
+void check_argmax(const at::Tensor& argmax, const at::Tensor& grad_y) {
+  TORCH_CHECK(argmax.scalar_type() == at::kChar && argmax.sizes() == grad_y.sizes(),
+              "argmax must be int8 of grad_y's shape ", grad_y.sizes(), ", got ", argmax.scalar_type(), " ",
+              argmax.sizes());
+}
+
 void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
   TORCH_CHECK(pieces >= 1 && pieces <= 127, "pieces must be in [1, 127] (int8 argmax), got ", pieces);
   TORCH_CHECK(p >= 0 && p < 1, "p must be in [0, 1), got ", p);
@@ -257,9 +263,7 @@ at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Te
               grad_y_in.sizes());
   check_cpu_floating(grad_y_in, "grad_y", grad_y_in.dim());
   check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(argmax_in.scalar_type() == at::kChar && argmax_in.sizes() == grad_y_in.sizes(),
-              "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), ", got ", argmax_in.scalar_type(), " ",
-              argmax_in.sizes());
+  check_argmax(argmax_in, grad_y_in);
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const int64_t rows = grad_y.size(0), units = grad_y.size(1), inner = grad_y.dim() == 3 ? grad_y.size(2) : 1;
   std::vector<int64_t> shape = grad_y.sizes().vec();
@@ -356,9 +360,7 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
                   x_in.size(0) == grad_y_in.size(0),
               "shapes do not match: grad_y ", grad_y_in.sizes(), ", x ", x_in.sizes(), ", weight ", weight_in.sizes(),
               ", pieces ", pieces);
-  TORCH_CHECK(argmax_in.scalar_type() == at::kChar && argmax_in.sizes() == grad_y_in.sizes(),
-              "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), ", got ", argmax_in.scalar_type(), " ",
-              argmax_in.sizes());
+  check_argmax(argmax_in, grad_y_in);
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
   const int64_t rows = x.size(0), dim = x.size(1), units = grad_y.size(1), K = pieces;
