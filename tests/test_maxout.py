@@ -286,6 +286,20 @@ def test_bad_input_names_the_argument(call, error, name):
         call(z, w)
 
 
+@pytest.mark.parametrize("bad", [3, -1])
+@pytest.mark.parametrize("op", ["maxout_dropout_backward", "maxout_linear_backward"])
+def test_backward_ops_refuse_an_argmax_out_of_range(op, bad):
+    # the CPU kernels index grad_z and their row buckets with the argmax: a bad one must raise, not write
+    grad_y, argmax = torch.randn(4, 5), torch.zeros(4, 5, dtype=torch.int8)
+    argmax[2, 3] = bad
+    if op == "maxout_dropout_backward":
+        args = (grad_y.unsqueeze(-1), argmax.unsqueeze(-1), 3, 0.5, SEED, 0, "cpu")
+    else:
+        args = (grad_y, argmax, torch.randn(4, 7), torch.randn(15, 7), 3, 0.5, SEED, 0, [True, True, True], "cpu")
+    with pytest.raises(RuntimeError, match=r"argmax must hold piece indices in \[0, pieces=3\), got " + str(bad)):
+        getattr(ops, op)(*args)
+
+
 # --- modules ---------------------------------------------------------------------------------------------------
 
 

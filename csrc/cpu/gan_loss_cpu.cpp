@@ -10,10 +10,6 @@
 #include <array>
 #include <type_traits>
 
-#ifdef __x86_64__
-#include <immintrin.h>
-#endif
-
 #include "common/gan_loss_math.h"
 #include "cpu/avx512_dispatch.h"
 
