@@ -200,12 +200,12 @@ def test_opcheck(backend):
     for requires_grad in (False, True):
         real = torch.randn(11, requires_grad=requires_grad)
         fake = torch.randn(6, requires_grad=requires_grad)
-        torch.library.opcheck(ops.gan_logloss, (real, fake, 1 / 11, 1 / 6, requires_grad, backend))
+        torch.library.opcheck(ops.gan_logloss.op, (real, fake, 1 / 11, 1 / 6, requires_grad, backend))
         h_real = torch.randn(5, 4, requires_grad=requires_grad)
         h_fake = torch.randn(3, 4, requires_grad=requires_grad)
         w = torch.randn(4, requires_grad=requires_grad)
         b = torch.randn(1, requires_grad=requires_grad)
-        torch.library.opcheck(ops.gan_logloss_linear, (h_real, h_fake, w, b, 0.2, 1 / 3, requires_grad, backend))
+        torch.library.opcheck(ops.gan_logloss_linear.op, (h_real, h_fake, w, b, 0.2, 1 / 3, requires_grad, backend))
 
 
 def test_torch_compile_fullgraph():

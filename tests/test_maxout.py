@@ -184,7 +184,7 @@ def test_opcheck(device, backend, p):
                                       [True, True, False], backend)),
     ]
     for op, args in cases:
-        torch.library.opcheck(op, args)
+        torch.library.opcheck(op.op, args)
 
 
 @pytest.mark.parametrize("device,backend", [c for c in BACKEND_CASES if c.values[1] != "triton"])

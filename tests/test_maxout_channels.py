@@ -127,7 +127,7 @@ def test_opcheck(device, backend, p):
         (ops.maxout_dropout_forward, (z.detach(), 3, p, SEED, OFFSET, backend)),
         (ops.maxout_dropout_backward, (torch.randn_like(y), argmax, 3, p, SEED, OFFSET, backend)),
     ]:
-        torch.library.opcheck(op, args)
+        torch.library.opcheck(op.op, args)
 
 
 # --- dropout: one stream everywhere, the dense masks unchanged --------------------------------------------------

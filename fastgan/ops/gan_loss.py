@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._common import check_same, check_tensor, compiled, needs_grad, pick_backend
+from ._common import FusedOp, check_same, check_tensor, compiled, needs_grad, pick_backend
 
 __all__ = [
     "DStats",
@@ -44,7 +44,9 @@ def _triton():
     return gan_loss
 
 
-def _gan_logloss_impl(real, fake, real_weight, fake_weight, compute_grad, backend):
+def _gan_logloss(real: Tensor, fake: Tensor, real_weight: float, fake_weight: float, compute_grad: bool,
+                 backend: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(loss, d loss / d real, d loss / d fake, stats[4]) on one backend; see the module docstring."""
     if backend in ("cpu", "cuda"):
         return tuple(compiled("gan_logloss", backend)(real, fake, real_weight, fake_weight, compute_grad))
     if backend == "triton":
@@ -52,16 +54,7 @@ def _gan_logloss_impl(real, fake, real_weight, fake_weight, compute_grad, backen
     return reference.gan_logloss(real, fake, real_weight, fake_weight, compute_grad)
 
 
-@torch.library.custom_op("fastgan::gan_logloss", mutates_args=())
-def gan_logloss(
-    real: Tensor, fake: Tensor, real_weight: float, fake_weight: float, compute_grad: bool, backend: str
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(loss, d loss / d real, d loss / d fake, stats[4]) on one backend; see the module docstring."""
-    return _gan_logloss_impl(real, fake, real_weight, fake_weight, compute_grad, backend)
-
-
-@gan_logloss.register_fake
-def _(real, fake, real_weight, fake_weight, compute_grad, backend):
+def _gan_logloss_fake(real, fake, real_weight, fake_weight, compute_grad, backend):
     torch._check(real.dim() == 1 and fake.dim() == 1, lambda: "real and fake must be 1-D")
     torch._check(real.dtype == fake.dtype, lambda: "real and fake must have one dtype")
     grad_real = torch.empty_like(real) if compute_grad else real.new_empty(0)
@@ -96,14 +89,19 @@ def _scale(grad_loss, grads):
     return tuple(grad_loss * g for g in grads)
 
 
-def _gan_logloss_backward(ctx, grad_loss, _grad_real, _grad_fake, _stats):
+def _gan_logloss_grad(ctx, grad_loss, _grad_real, _grad_fake, _stats):
     return _scale(grad_loss, ctx.saved_tensors) + (None, None, None, None)
 
 
-gan_logloss.register_autograd(_gan_logloss_backward, setup_context=_gan_logloss_setup_context)
+gan_logloss = FusedOp("fastgan::gan_logloss", _gan_logloss, _gan_logloss_fake, _gan_logloss_setup_context,
+                      _gan_logloss_grad)
 
 
-def _gan_logloss_linear_impl(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, backend):
+def _gan_logloss_linear(
+    h_real: Tensor, h_fake: Tensor, weight: Tensor, bias: Tensor, real_weight: float, fake_weight: float,
+    compute_grad: bool, backend: str,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(loss, d/d h_real, d/d h_fake, d/d weight, d/d bias, stats[4]) for logits h @ weight + bias."""
     args = (h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad)
     if backend in ("cpu", "cuda"):
         return tuple(compiled("gan_logloss_linear", backend)(*args))
@@ -112,17 +110,7 @@ def _gan_logloss_linear_impl(h_real, h_fake, weight, bias, real_weight, fake_wei
     return reference.gan_logloss_linear(*args)
 
 
-@torch.library.custom_op("fastgan::gan_logloss_linear", mutates_args=())
-def gan_logloss_linear(
-    h_real: Tensor, h_fake: Tensor, weight: Tensor, bias: Tensor, real_weight: float, fake_weight: float,
-    compute_grad: bool, backend: str,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(loss, d/d h_real, d/d h_fake, d/d weight, d/d bias, stats[4]) for logits h @ weight + bias."""
-    return _gan_logloss_linear_impl(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, backend)
-
-
-@gan_logloss_linear.register_fake
-def _(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, backend):
+def _gan_logloss_linear_fake(h_real, h_fake, weight, bias, real_weight, fake_weight, compute_grad, backend):
     torch._check(h_real.dim() == 2 and h_fake.dim() == 2, lambda: "h_real and h_fake must be 2-D")
     torch._check(weight.dim() == 1 and bias.shape == (1,), lambda: "weight must be [H] and bias [1]")
 
@@ -138,11 +126,12 @@ def _gan_logloss_linear_setup_context(ctx, inputs, output):
     _loss_only_differentiable(ctx, output)
 
 
-def _gan_logloss_linear_backward(ctx, grad_loss, *_):
+def _gan_logloss_linear_grad(ctx, grad_loss, *_):
     return _scale(grad_loss, ctx.saved_tensors) + (None, None, None, None)
 
 
-gan_logloss_linear.register_autograd(_gan_logloss_linear_backward, setup_context=_gan_logloss_linear_setup_context)
+gan_logloss_linear = FusedOp("fastgan::gan_logloss_linear", _gan_logloss_linear, _gan_logloss_linear_fake,
+                             _gan_logloss_linear_setup_context, _gan_logloss_linear_grad)
 
 
 # --- public API -----------------------------------------------------------------------------------------

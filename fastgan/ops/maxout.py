@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._common import check_same, check_tensor, compiled, pick_backend
+from ._common import FusedOp, check_same, check_tensor, compiled, pick_backend
 
 __all__ = ["maxout_dropout", "maxout_linear"]
 
@@ -45,9 +45,8 @@ def _fresh(tensors):
 # --- fastgan::maxout_dropout_forward / _backward ---------------------------------------------------------
 
 
-@torch.library.custom_op("fastgan::maxout_dropout_forward", mutates_args=())
-def maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: int,
-                           backend: str) -> Tuple[Tensor, Tensor]:
+def _maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: int,
+                            backend: str) -> Tuple[Tensor, Tensor]:
     """(y [R, U(, inner)], argmax int8 of y's shape) for z [R, U*K(, inner)] on one backend; p = 0 draws no
     random numbers."""
     if backend in ("cpu", "cuda"):
@@ -57,17 +56,15 @@ def maxout_dropout_forward(z: Tensor, pieces: int, p: float, seed: int, offset: 
     return _fresh(reference.maxout_dropout(z, pieces, p, seed, offset))
 
 
-@maxout_dropout_forward.register_fake
-def _(z, pieces, p, seed, offset, backend):
+def _maxout_dropout_forward_fake(z, pieces, p, seed, offset, backend):
     torch._check(z.dim() in (2, 3), lambda: f"z must be [R, U*K] or [R, U*K, inner], got {z.dim()}-D")
     torch._check(z.shape[1] % pieces == 0, lambda: "z's dim 1 must be a multiple of pieces")
     shape = (z.shape[0], z.shape[1] // pieces, *z.shape[2:])
     return z.new_empty(shape), z.new_empty(shape, dtype=torch.int8)
 
 
-@torch.library.custom_op("fastgan::maxout_dropout_backward", mutates_args=())
-def maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: float, seed: int, offset: int,
-                            backend: str) -> Tensor:
+def _maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: float, seed: int, offset: int,
+                             backend: str) -> Tensor:
     """grad_z [R, U*K(, inner)]: grad_y [R, U(, inner)] (masked and scaled by the regenerated dropout) on each
     argmax piece."""
     if backend in ("cpu", "cuda"):
@@ -77,11 +74,14 @@ def maxout_dropout_backward(grad_y: Tensor, argmax: Tensor, pieces: int, p: floa
     return reference.maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset)
 
 
-@maxout_dropout_backward.register_fake
-def _(grad_y, argmax, pieces, p, seed, offset, backend):
+def _maxout_dropout_backward_fake(grad_y, argmax, pieces, p, seed, offset, backend):
     torch._check(grad_y.dim() in (2, 3) and argmax.shape == grad_y.shape,
                  lambda: "grad_y and argmax must be [R, U] or [R, U, inner]")
     return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1] * pieces, *grad_y.shape[2:]))
+
+
+maxout_dropout_backward = FusedOp("fastgan::maxout_dropout_backward", _maxout_dropout_backward,
+                                  _maxout_dropout_backward_fake)
 
 
 def _maxout_dropout_setup_context(ctx, inputs, output):
@@ -90,20 +90,20 @@ def _maxout_dropout_setup_context(ctx, inputs, output):
     ctx.args = (pieces, p, seed, offset, backend)
 
 
-def _maxout_dropout_backward(ctx, grad_y, _grad_argmax):
+def _maxout_dropout_grad(ctx, grad_y, _grad_argmax):
     (argmax,) = ctx.saved_tensors
     return maxout_dropout_backward(grad_y.contiguous(), argmax, *ctx.args), None, None, None, None, None
 
 
-maxout_dropout_forward.register_autograd(_maxout_dropout_backward, setup_context=_maxout_dropout_setup_context)
+maxout_dropout_forward = FusedOp("fastgan::maxout_dropout_forward", _maxout_dropout_forward,
+                                 _maxout_dropout_forward_fake, _maxout_dropout_setup_context, _maxout_dropout_grad)
 
 
 # --- fastgan::maxout_linear_forward / _backward ----------------------------------------------------------
 
 
-@torch.library.custom_op("fastgan::maxout_linear_forward", mutates_args=())
-def maxout_linear_forward(x: Tensor, weight: Tensor, bias: Tensor, pieces: int, p: float, seed: int, offset: int,
-                          backend: str) -> Tuple[Tensor, Tensor]:
+def _maxout_linear_forward(x: Tensor, weight: Tensor, bias: Tensor, pieces: int, p: float, seed: int, offset: int,
+                           backend: str) -> Tuple[Tensor, Tensor]:
     """(y [R, U], argmax int8 [R, U]) of maxout_dropout(x @ weight.T + bias) on one backend."""
     args = (x, weight, bias, pieces, p, seed, offset)
     if backend in ("cpu", "cuda"):
@@ -113,8 +113,7 @@ def maxout_linear_forward(x: Tensor, weight: Tensor, bias: Tensor, pieces: int, 
     return _fresh(reference.maxout_linear(*args))
 
 
-@maxout_linear_forward.register_fake
-def _(x, weight, bias, pieces, p, seed, offset, backend):
+def _maxout_linear_forward_fake(x, weight, bias, pieces, p, seed, offset, backend):
     torch._check(x.dim() == 2 and weight.dim() == 2 and x.shape[1] == weight.shape[1],
                  lambda: "x must be [R, D] and weight [U*K, D]")
     torch._check(bias.shape == (weight.shape[0],), lambda: "bias must be [U*K]")
@@ -122,26 +121,28 @@ def _(x, weight, bias, pieces, p, seed, offset, backend):
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int8)
 
 
-@torch.library.custom_op("fastgan::maxout_linear_backward", mutates_args=())
-def maxout_linear_backward(grad_y: Tensor, argmax: Tensor, x: Tensor, weight: Tensor, pieces: int, p: float,
-                           seed: int, offset: int, needs_grad: List[bool], backend: str) -> List[Tensor]:
+def _maxout_linear_backward(grad_y: Tensor, argmax: Tensor, x: Tensor, weight: Tensor, pieces: int, p: float,
+                            seed: int, offset: int, needs_grad: List[bool], backend: str) -> List[Tensor]:
     """[grad_x, grad_weight, grad_bias] (each empty where needs_grad says so). The CPU kernel multiplies
     only grad_z's nonzeros; the others form grad_z with the fused maxout backward, then run the two GEMMs
     grad_z @ weight and grad_z.T @ x and the column sum."""
     if backend == "cpu":
         return compiled("maxout_linear_backward", backend)(grad_y, argmax, x, weight, pieces, p, seed, offset,
                                                            needs_grad)
-    grad_z = maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset, backend)
+    grad_z = _maxout_dropout_backward(grad_y, argmax, pieces, p, seed, offset, backend)
     return [grad_z @ weight if needs_grad[0] else x.new_empty(0),  # one empty each: outputs may not alias
             grad_z.t() @ x if needs_grad[1] else x.new_empty(0),
             grad_z.sum(0) if needs_grad[2] else x.new_empty(0)]
 
 
-@maxout_linear_backward.register_fake
-def _(grad_y, argmax, x, weight, pieces, p, seed, offset, needs_grad, backend):
+def _maxout_linear_backward_fake(grad_y, argmax, x, weight, pieces, p, seed, offset, needs_grad, backend):
     return [torch.empty_like(x) if needs_grad[0] else x.new_empty(0),
             torch.empty_like(weight) if needs_grad[1] else x.new_empty(0),
             weight.new_empty(weight.shape[0]) if needs_grad[2] else x.new_empty(0)]
+
+
+maxout_linear_backward = FusedOp("fastgan::maxout_linear_backward", _maxout_linear_backward,
+                                 _maxout_linear_backward_fake)
 
 
 def _maxout_linear_setup_context(ctx, inputs, output):
@@ -151,14 +152,15 @@ def _maxout_linear_setup_context(ctx, inputs, output):
     ctx.backend = backend
 
 
-def _maxout_linear_backward(ctx, grad_y, _grad_argmax):
+def _maxout_linear_grad(ctx, grad_y, _grad_argmax):
     argmax, x, weight = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:3])
     grads = maxout_linear_backward(grad_y.contiguous(), argmax, x, weight, *ctx.args, needs, ctx.backend)
     return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * 5
 
 
-maxout_linear_forward.register_autograd(_maxout_linear_backward, setup_context=_maxout_linear_setup_context)
+maxout_linear_forward = FusedOp("fastgan::maxout_linear_forward", _maxout_linear_forward,
+                                _maxout_linear_forward_fake, _maxout_linear_setup_context, _maxout_linear_grad)
 
 
 # --- public API -----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .. import reference
-from ._common import check_same, check_tensor, compiled, pick_backend
+from ._common import FusedOp, check_same, check_tensor, compiled, pick_backend
 
 __all__ = ["parzen_log_density"]
 
@@ -68,8 +68,7 @@ def _backward_torch(grad, x, centers, sigmas, lse):
     return out
 
 
-@torch.library.custom_op("fastgan::parzen_logsumexp", mutates_args=())
-def parzen_logsumexp(x: Tensor, centers: Tensor, sigmas: Tensor, precision: str, backend: str) -> Tensor:
+def _parzen_logsumexp(x: Tensor, centers: Tensor, sigmas: Tensor, precision: str, backend: str) -> Tensor:
     """lse [N, S] = logsumexp_j(-|x_i - mu_j|^2 / 2 sigma_s^2) on one backend; see the module docstring."""
     if backend in ("cpu", "cuda"):
         return compiled("parzen_logsumexp", backend)(x, centers, sigmas)
@@ -78,26 +77,27 @@ def parzen_logsumexp(x: Tensor, centers: Tensor, sigmas: Tensor, precision: str,
     return _logsumexp_torch(x, centers, sigmas)
 
 
-@parzen_logsumexp.register_fake
-def _(x, centers, sigmas, precision, backend):
+def _parzen_logsumexp_fake(x, centers, sigmas, precision, backend):
     torch._check(x.dim() == 2 and centers.dim() == 2, lambda: "x and centers must be 2-D")
     torch._check(sigmas.dim() == 1, lambda: "sigmas must be 1-D")
     torch._check(x.shape[1] == centers.shape[1], lambda: "x and centers must have one feature size")
     return x.new_empty((x.shape[0], sigmas.shape[0]))
 
 
-@torch.library.custom_op("fastgan::parzen_logsumexp_backward", mutates_args=())
-def parzen_logsumexp_backward(grad: Tensor, x: Tensor, centers: Tensor, sigmas: Tensor, lse: Tensor, precision: str,
-                              backend: str) -> Tensor:
+def _parzen_logsumexp_backward(grad: Tensor, x: Tensor, centers: Tensor, sigmas: Tensor, lse: Tensor, precision: str,
+                               backend: str) -> Tensor:
     """d(sum grad * lse) / dx [N, D]: the second blocked pass; see the module docstring."""
     if backend == "cpu":
         return compiled("parzen_logsumexp_backward", backend)(grad, x, centers, sigmas, lse)
     return _backward_torch(grad, x, centers, sigmas, lse)  # cuda and triton: the blocked torch pass
 
 
-@parzen_logsumexp_backward.register_fake
-def _(grad, x, centers, sigmas, lse, precision, backend):
+def _parzen_logsumexp_backward_fake(grad, x, centers, sigmas, lse, precision, backend):
     return torch.empty_like(x)
+
+
+parzen_logsumexp_backward = FusedOp("fastgan::parzen_logsumexp_backward", _parzen_logsumexp_backward,
+                                    _parzen_logsumexp_backward_fake)
 
 
 def _setup_context(ctx, inputs, output):
@@ -114,7 +114,8 @@ def _backward(ctx, grad):
     return grad_x, None, None, None, None
 
 
-parzen_logsumexp.register_autograd(_backward, setup_context=_setup_context)
+parzen_logsumexp = FusedOp("fastgan::parzen_logsumexp", _parzen_logsumexp, _parzen_logsumexp_fake, _setup_context,
+                           _backward)
 
 
 # --- sharded centres --------------------------------------------------------------------------------------
