@@ -31,8 +31,9 @@ void fill_uniforms_generic(float* out, int64_t n, uint64_t seed, uint64_t index)
 #ifdef FASTGAN_AVX512_DISPATCH
 // The same words for 16 counters at once, written out: gcc's vectorisation of philox_word's 64-bit products
 // spends ~400 instructions on 16 lanes (vpmullq and permutes between 32- and 64-bit lanes); here each
-// round is 4 vpmuludq, shifts and blends. Bit-identical to the generic loop (the tests compare the masks
-// with the reference's and Triton's, across a counter's 2^32 carry).
+// round is 4 vpmuludq, shifts and blends: the 24k uniforms of the paper's layer at batch 100 take 25 instead
+// of 52 us on one core. Bit-identical to the generic loop (the tests compare the masks with the reference's
+// and Triton's, across a counter's 2^32 carry).
 FASTGAN_TARGET_AVX512 void fill_uniforms_avx512(float* out, int64_t n, uint64_t seed, uint64_t index) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i round_a = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA));
@@ -139,7 +140,7 @@ void stage_pieces_generic(const scalar_t* __restrict__ z, int64_t first, int64_t
 #ifdef FASTGAN_AVX512_DISPATCH
 // The float copy for K <= 16, 16 units at a time: their 16K pieces are K vectors, and piece k of all 16 is
 // picked from them by (K+1)/2 two-vector permutes. It took the paper's 100 x 240 x 5 forward (p = 0, one
-// core) from 39 to N us; the scalar copy was 3/4 of it.
+// core) from 39 to 33 us; perf put 3/4 of the kernel in the scalar copy before.
 FASTGAN_TARGET_AVX512 void stage_pieces_avx512(const float* __restrict__ z, int64_t n, int64_t K,
                                                float* __restrict__ staged) {
   const int64_t pairs = (K + 1) / 2;
