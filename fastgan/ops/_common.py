@@ -43,11 +43,14 @@ def compiled(name, backend):
     return getattr(_ext.load(), f"{name}_{backend}")
 
 
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)  # Parameter turns its own __torch_function__ off
+
+
 def plain_eager(tensors):
-    """Whether a call may run a kernel directly: plain tensors, outside torch.compile's tracing and outside
-    any torch function or dispatch mode (those must see the custom op)."""
+    """Whether a call may run a kernel directly: plain tensors or parameters (no tensor subclass), outside
+    torch.compile's tracing and outside any torch function or dispatch mode (those must see the custom op)."""
     return (not torch.compiler.is_compiling() and not torch._C._is_torch_function_mode_enabled()
-            and torch._C._len_torch_dispatch_stack() == 0 and all(type(t) is torch.Tensor for t in tensors))
+            and torch._C._len_torch_dispatch_stack() == 0 and all(type(t) in _PLAIN_TYPES for t in tensors))
 
 
 class FusedOp:
