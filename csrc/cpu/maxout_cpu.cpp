@@ -33,41 +33,42 @@ void fill_uniforms_generic(float* out, int64_t n, uint64_t seed, uint64_t index)
 // spends ~400 instructions on 16 lanes (vpmullq and permutes between 32- and 64-bit lanes); here each
 // round is 4 vpmuludq, shifts and blends: the 24k uniforms of the paper's layer at batch 100 take 25 instead
 // of 52 us on one core. Bit-identical to the generic loop (the tests compare the masks with the reference's
-// and Triton's, across a counter's 2^32 carry).
-FASTGAN_TARGET_AVX512 void fill_uniforms_avx512(float* out, int64_t n, uint64_t seed, uint64_t index) {
+// and Triton's, across a counter's 2^32 carry). philox_uniform16 gives counters first .. first + 15.
+FASTGAN_TARGET_AVX512 inline __m512 philox_uniform16(uint64_t seed, uint64_t first) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i round_a = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA));
   const __m512i round_b = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundB));
   constexpr __mmask16 kOdd = 0xAAAA;
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const uint64_t first = index + j;
-    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(first)), lane);
-    const __m512i high = _mm512_set1_epi32(static_cast<int>(first >> 32));
-    // the lanes whose low word wrapped past 2^32 carry into the high word
-    __m512i c1 = _mm512_mask_add_epi32(high, _mm512_cmplt_epu32_mask(c0, lane), high, _mm512_set1_epi32(1));
-    __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
-    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(first)), lane);
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(first >> 32));
+  // the lanes whose low word wrapped past 2^32 carry into the high word
+  __m512i c1 = _mm512_mask_add_epi32(high, _mm512_cmplt_epu32_mask(c0, lane), high, _mm512_set1_epi32(1));
+  __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
 #pragma GCC unroll 10
-    for (int round = 0; round < 10; ++round) {
-      // 32 x 32 -> 64-bit products of the even lanes, and of the odd lanes shifted down
-      const __m512i a_even = _mm512_mul_epu32(c0, round_a), a_odd = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), round_a);
-      const __m512i b_even = _mm512_mul_epu32(c2, round_b), b_odd = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), round_b);
-      const __m512i hi_a = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(a_even, 32), a_odd);
-      const __m512i lo_a = _mm512_mask_blend_epi32(kOdd, a_even, _mm512_slli_epi64(a_odd, 32));
-      const __m512i hi_b = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(b_even, 32), b_odd);
-      const __m512i lo_b = _mm512_mask_blend_epi32(kOdd, b_even, _mm512_slli_epi64(b_odd, 32));
-      c0 = _mm512_ternarylogic_epi32(hi_b, c1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);  // a ^ b ^ c
-      c1 = lo_b;
-      c2 = _mm512_ternarylogic_epi32(hi_a, c3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
-      c3 = lo_a;
-      k0 += kPhiloxKeyA;
-      k1 += kPhiloxKeyB;
-    }
-    // philox_uniform: the word as int32, x < 0 -> ~x (x ^ its sign mask), to float, times 2^-31
-    const __m512i folded = _mm512_xor_si512(c0, _mm512_srai_epi32(c0, 31));
-    _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_cvtepi32_ps(folded), _mm512_set1_ps(kUintToUniform)));
+  for (int round = 0; round < 10; ++round) {
+    // 32 x 32 -> 64-bit products of the even lanes, and of the odd lanes shifted down
+    const __m512i a_even = _mm512_mul_epu32(c0, round_a), a_odd = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), round_a);
+    const __m512i b_even = _mm512_mul_epu32(c2, round_b), b_odd = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), round_b);
+    const __m512i hi_a = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(a_even, 32), a_odd);
+    const __m512i lo_a = _mm512_mask_blend_epi32(kOdd, a_even, _mm512_slli_epi64(a_odd, 32));
+    const __m512i hi_b = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(b_even, 32), b_odd);
+    const __m512i lo_b = _mm512_mask_blend_epi32(kOdd, b_even, _mm512_slli_epi64(b_odd, 32));
+    c0 = _mm512_ternarylogic_epi32(hi_b, c1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);  // a ^ b ^ c
+    c1 = lo_b;
+    c2 = _mm512_ternarylogic_epi32(hi_a, c3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
+    c3 = lo_a;
+    k0 += kPhiloxKeyA;
+    k1 += kPhiloxKeyB;
   }
+  // philox_uniform: the word as int32, x < 0 -> ~x (x ^ its sign mask), to float, times 2^-31
+  const __m512i folded = _mm512_xor_si512(c0, _mm512_srai_epi32(c0, 31));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(folded), _mm512_set1_ps(kUintToUniform));
+}
+
+FASTGAN_TARGET_AVX512 void fill_uniforms_avx512(float* out, int64_t n, uint64_t seed, uint64_t index) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(out + j, philox_uniform16(seed, index + j));
   fill_uniforms_generic(out + j, n - j, seed, index + j);
 }
 
@@ -128,82 +129,115 @@ void maxout_dropout_lanes(const scalar_t* __restrict__ pieces, int64_t stride, i
   }
 }
 
-// staged[k * n + j] = z[j * K + k] for units j in [first, n): their K interleaved pieces copied piece-major,
-// so the max loops read contiguous lanes. gcc leaves this copy scalar for K = 5.
-template <typename scalar_t>
-void stage_pieces_generic(const scalar_t* __restrict__ z, int64_t first, int64_t n, int64_t K,
-                          scalar_t* __restrict__ staged) {
-  for (int64_t j = first; j < n; ++j)
-    for (int64_t k = 0; k < K; ++k) staged[k * n + j] = z[j * K + k];
-}
-
-#ifdef FASTGAN_AVX512_DISPATCH
-// The float copy for K <= 16, 16 units at a time: their 16K pieces are K vectors, and piece k of all 16 is
-// picked from them by (K+1)/2 two-vector permutes. It took the paper's 100 x 240 x 5 forward (p = 0, one
-// core) from 39 to 33 us; perf put 3/4 of the kernel in the scalar copy before.
-FASTGAN_TARGET_AVX512 void stage_pieces_avx512(const float* __restrict__ z, int64_t n, int64_t K,
-                                               float* __restrict__ staged) {
-  const int64_t pairs = (K + 1) / 2;
-  // Vector pair q holds pieces 32q .. 32q + 31 of the 16 units; lane j of piece k comes from the pair holding
-  // element jK + k, at its index within the pair. The table depends on K only; rebuilding it for every
-  // 256-unit chunk cost as much as the copy.
-  thread_local int64_t table_K = 0;
-  thread_local __m512i index[16][8];
-  thread_local __mmask16 from_pair[16][8];
-  if (table_K != K) {
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t q = 0; q < pairs; ++q) {
-        alignas(64) int32_t lanes[16];
-        __mmask16 mask = 0;
-        for (int j = 0; j < 16; ++j) {
-          const int64_t at = j * K + k - 32 * q;
-          lanes[j] = static_cast<int32_t>(at & 31);
-          if (at >= 0 && at < 32) mask |= static_cast<__mmask16>(1u << j);
-        }
-        index[k][q] = _mm512_load_si512(lanes);
-        from_pair[k][q] = mask;
-      }
-    table_K = K;
-  }
-  int64_t j0 = 0;
-  for (; j0 + 16 <= n; j0 += 16) {
-    __m512 v[17];
-    for (int64_t m = 0; m < K; ++m) v[m] = _mm512_loadu_ps(z + j0 * K + 16 * m);
-    v[K] = _mm512_setzero_ps();  // the odd K's last pair has one vector
-    for (int64_t k = 0; k < K; ++k) {
-      __m512 piece = _mm512_permutex2var_ps(v[0], index[k][0], v[1]);
-      for (int64_t q = 1; q < pairs; ++q)
-        piece = _mm512_mask_blend_ps(from_pair[k][q], piece, _mm512_permutex2var_ps(v[2 * q], index[k][q], v[2 * q + 1]));
-      _mm512_storeu_ps(staged + k * n + j0, piece);
-    }
-  }
-  stage_pieces_generic(z, j0, n, K, staged);
-}
-#endif
-
-template <typename scalar_t>
-void stage_pieces(const scalar_t* __restrict__ z, int64_t n, int64_t K, scalar_t* __restrict__ staged) {
-#ifdef FASTGAN_AVX512_DISPATCH
-  if (std::is_same_v<scalar_t, float> && K <= 16 && has_avx512())
-    return stage_pieces_avx512(reinterpret_cast<const float*>(z), n, K, reinterpret_cast<float*>(staged));
-#endif
-  stage_pieces_generic(z, 0, n, K, staged);
-}
-
 // Units [0, units) of one row: z points at the row's first piece, y/argmax at its first unit; `index` is
 // the Philox element index of unit 0. A chunk of units is first transposed to piece-major order, so the
 // max runs over contiguous lanes, k outer, and vectorises (2.4 ms for 1024 x 1200 x 5 floats on one core,
 // against 3.8 ms for torch's amax and ~20 ms for the unit-by-unit loop, which gcc leaves scalar).
 template <typename scalar_t>
-void maxout_dropout_row(const scalar_t* __restrict__ z, int64_t units, int64_t K, const DropoutParams& d,
-                        uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
+void maxout_dropout_row_generic(const scalar_t* __restrict__ z, int64_t units, int64_t K, const DropoutParams& d,
+                                uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(kChunk, kStage / K));
   scalar_t staged[kStage];
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     const int64_t n = std::min(chunk, units - u0);
-    stage_pieces(z + u0 * K, n, K, staged);
+    const scalar_t* zc = z + u0 * K;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t k = 0; k < K; ++k) staged[k * n + j] = zc[j * K + k];
     maxout_dropout_lanes(staged, n, n, K, d, index + u0, y + u0, argmax + u0);
   }
+}
+
+#ifdef FASTGAN_AVX512_DISPATCH
+// Where the pieces of 16 units of K <= 16 interleaved pieces lie in their K vectors of 16 floats (element
+// e = jK + k is piece k of unit j): the permutes that gather a piece of all 16 units, and the unit and piece
+// of each element, to scatter them back. It depends on K only; building it per row cost as much as the
+// permutes, so each thread keeps the last one.
+struct InterleavedPieces {
+  // Vector pair q holds elements 32q .. 32q + 31; lane j of piece k comes from the pair holding element
+  // jK + k, at index_in_pair[k][q] within the pair, where from_pair[k][q] says so.
+  __m512i index_in_pair[16][8];
+  __mmask16 from_pair[16][8];
+  __m512i unit_of[16], piece_of[16];  // of the elements 16m .. 16m + 15 in vector m
+};
+
+FASTGAN_TARGET_AVX512 const InterleavedPieces& interleaved_pieces(int64_t K) {
+  thread_local int64_t built_for = 0;
+  thread_local InterleavedPieces layout;
+  if (built_for == K) return layout;
+  alignas(64) int32_t lanes[16], units[16], pieces[16];
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t q = 0; q < (K + 1) / 2; ++q) {
+      __mmask16 mask = 0;
+      for (int j = 0; j < 16; ++j) {
+        const int64_t at = j * K + k - 32 * q;
+        lanes[j] = static_cast<int32_t>(at & 31);
+        if (at >= 0 && at < 32) mask |= static_cast<__mmask16>(1u << j);
+      }
+      layout.index_in_pair[k][q] = _mm512_load_si512(lanes);
+      layout.from_pair[k][q] = mask;
+    }
+  for (int64_t m = 0; m < K; ++m) {
+    for (int l = 0; l < 16; ++l) {
+      units[l] = static_cast<int32_t>((16 * m + l) / K);
+      pieces[l] = static_cast<int32_t>((16 * m + l) % K);
+    }
+    layout.unit_of[m] = _mm512_load_si512(units);
+    layout.piece_of[m] = _mm512_load_si512(pieces);
+  }
+  built_for = K;
+  return layout;
+}
+
+// The float row for K <= 16, 16 units at a time and all in registers: piece k of the 16 units is picked from
+// their K vectors by (K+1)/2 two-vector permutes (InterleavedPieces), the running max and argmax follow
+// maxout_takes, and the dropout draws philox_uniform16. The paper's 100 x 240 x 5 forward on one core:
+// 33 us at p = 0 and 57 us at p = 0.5 with the transposed copy (perf put 3/4 of the p = 0 time in it,
+// which gcc leaves scalar for K = 5), 24 and 44 us here.
+FASTGAN_TARGET_AVX512 void maxout_dropout_row_avx512(const float* __restrict__ z, int64_t units, int64_t K,
+                                                     const DropoutParams& d, uint64_t index, float* __restrict__ y,
+                                                     int8_t* __restrict__ argmax) {
+  const InterleavedPieces& layout = interleaved_pieces(K);
+  const int64_t pairs = (K + 1) / 2;
+  const __m512 scale = _mm512_set1_ps(static_cast<float>(d.scale)), p = _mm512_set1_ps(d.p);
+  int64_t j0 = 0;
+  for (; j0 + 16 <= units; j0 += 16) {
+    __m512 v[17];
+    for (int64_t m = 0; m < K; ++m) v[m] = _mm512_loadu_ps(z + j0 * K + 16 * m);
+    v[K] = _mm512_setzero_ps();  // the odd K's last pair has one vector
+    __m512 best = _mm512_setzero_ps();
+    __m512i arg = _mm512_setzero_si512();
+    for (int64_t k = 0; k < K; ++k) {
+      __m512 piece = _mm512_permutex2var_ps(v[0], layout.index_in_pair[k][0], v[1]);
+      for (int64_t q = 1; q < pairs; ++q)
+        piece = _mm512_mask_blend_ps(layout.from_pair[k][q], piece,
+                                     _mm512_permutex2var_ps(v[2 * q], layout.index_in_pair[k][q], v[2 * q + 1]));
+      // maxout_takes: strictly larger, or the first NaN; piece 0 always
+      const __mmask16 take = k == 0 ? __mmask16(0xFFFF)
+                                    : __mmask16(_mm512_cmp_ps_mask(piece, best, _CMP_GT_OQ) |
+                                                (_mm512_cmp_ps_mask(piece, piece, _CMP_UNORD_Q) &
+                                                 _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q)));
+      best = _mm512_mask_blend_ps(take, best, piece);
+      arg = _mm512_mask_blend_epi32(take, arg, _mm512_set1_epi32(static_cast<int>(k)));
+    }
+    if (d.p > 0) {  // kept: best * scale (inf and NaN stay); dropped: exactly 0
+      const __mmask16 keep = _mm512_cmp_ps_mask(philox_uniform16(d.seed, index + j0), p, _CMP_GT_OQ);
+      best = _mm512_maskz_mov_ps(keep, _mm512_mul_ps(best, scale));
+    }
+    _mm512_storeu_ps(y + j0, best);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(argmax + j0), _mm512_cvtepi32_epi8(arg));
+  }
+  maxout_dropout_row_generic(z + j0 * K, units - j0, K, d, index + j0, y + j0, argmax + j0);
+}
+#endif
+
+template <typename scalar_t>
+void maxout_dropout_row(const scalar_t* __restrict__ z, int64_t units, int64_t K, const DropoutParams& d,
+                        uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
+#ifdef FASTGAN_AVX512_DISPATCH
+  if constexpr (std::is_same_v<scalar_t, float>)
+    if (K <= 16 && has_avx512()) return maxout_dropout_row_avx512(z, units, K, d, index, y, argmax);
+#endif
+  maxout_dropout_row_generic(z, units, K, d, index, y, argmax);
 }
 
 // Positions [0, inner) of one line (r, u) of z [R, U*K, inner], inner > 1: z points at the line's piece 0,
@@ -234,8 +268,9 @@ void dropout_grad(const scalar_t* __restrict__ grad_y, int64_t n, const DropoutP
 // Zeroes the row's pieces, then writes each unit's gradient to its argmax piece (checked to lie in [0, K)):
 // 2.5x faster than a select per piece, which gcc leaves scalar over the K interleaved pieces.
 template <typename scalar_t>
-void maxout_backward_row(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax, int64_t units,
-                         int64_t K, const DropoutParams& d, uint64_t index, scalar_t* __restrict__ grad_z) {
+void maxout_backward_row_generic(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax,
+                                 int64_t units, int64_t K, const DropoutParams& d, uint64_t index,
+                                 scalar_t* __restrict__ grad_z) {
   scalar_t g[kChunk];
   std::memset(grad_z, 0, units * K * sizeof(scalar_t));
   for (int64_t u0 = 0; u0 < units; u0 += kChunk) {
@@ -244,6 +279,46 @@ void maxout_backward_row(const scalar_t* __restrict__ grad_y, const int8_t* __re
     scalar_t* out = grad_z + u0 * K;
     for (int64_t j = 0; j < n; ++j) out[j * K + argmax[u0 + j]] = g[j];
   }
+}
+
+#ifdef FASTGAN_AVX512_DISPATCH
+// The float row for K <= 16, 16 units at a time: their masked gradient and argmax are spread over the K
+// output vectors by one permute each (InterleavedPieces), and each element keeps the gradient where its
+// piece is its unit's argmax. The paper's 100 x 240 x 5 backward on one core: 25 us at p = 0 and 49 us at
+// p = 0.5 with the zero fill and scalar scatter, 18 and 44 us here.
+FASTGAN_TARGET_AVX512 void maxout_backward_row_avx512(const float* __restrict__ grad_y,
+                                                      const int8_t* __restrict__ argmax, int64_t units, int64_t K,
+                                                      const DropoutParams& d, uint64_t index,
+                                                      float* __restrict__ grad_z) {
+  const InterleavedPieces& layout = interleaved_pieces(K);
+  const __m512 scale = _mm512_set1_ps(static_cast<float>(d.scale)), p = _mm512_set1_ps(d.p);
+  int64_t j0 = 0;
+  for (; j0 + 16 <= units; j0 += 16) {
+    __m512 g = _mm512_loadu_ps(grad_y + j0);
+    if (d.p > 0) {  // dropout_grad
+      const __mmask16 keep = _mm512_cmp_ps_mask(philox_uniform16(d.seed, index + j0), p, _CMP_GT_OQ);
+      g = _mm512_maskz_mov_ps(keep, _mm512_mul_ps(g, scale));
+    }
+    const __m512i arg = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(argmax + j0)));
+    float* out = grad_z + j0 * K;
+    for (int64_t m = 0; m < K; ++m) {
+      const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(layout.unit_of[m], arg),
+                                                    layout.piece_of[m]);
+      _mm512_storeu_ps(out + 16 * m, _mm512_maskz_mov_ps(hit, _mm512_permutexvar_ps(layout.unit_of[m], g)));
+    }
+  }
+  maxout_backward_row_generic(grad_y + j0, argmax + j0, units - j0, K, d, index + j0, grad_z + j0 * K);
+}
+#endif
+
+template <typename scalar_t>
+void maxout_backward_row(const scalar_t* __restrict__ grad_y, const int8_t* __restrict__ argmax, int64_t units,
+                         int64_t K, const DropoutParams& d, uint64_t index, scalar_t* __restrict__ grad_z) {
+#ifdef FASTGAN_AVX512_DISPATCH
+  if constexpr (std::is_same_v<scalar_t, float>)
+    if (K <= 16 && has_avx512()) return maxout_backward_row_avx512(grad_y, argmax, units, K, d, index, grad_z);
+#endif
+  maxout_backward_row_generic(grad_y, argmax, units, K, d, index, grad_z);
 }
 
 // The backward of maxout_dropout_line: grad_z's K pieces of the line, [K, inner], piece k's lanes contiguous,
