@@ -70,16 +70,18 @@ def test_maxout_dropout_matches_reference(device, backend, dtype, units, pieces,
 
 
 @pytest.mark.parametrize("device,backend", BACKEND_CASES)
-def test_ties_send_the_gradient_to_the_first_maximum(device, backend):
-    # pieces drawn from {-1, 0, 1}: most units have ties; the reference picks the first maximal piece
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ties_send_the_gradient_to_the_first_maximum(device, backend, dtype):
+    # pieces drawn from {-1, 0, 1}: most units have ties; the reference picks the first maximal piece.
+    # 37 units: two of the CPU's 16-unit AVX-512 groups (float32) and a tail.
     g = torch.Generator().manual_seed(0)
-    z = torch.randint(-1, 2, (9, 13 * 5), generator=g).double().to(device)
+    z = torch.randint(-1, 2, (9, 37 * 5), generator=g).to(dtype).to(device)
     zl = leaf(z)
     fastgan.maxout_dropout(zl, 5, 0.3, seed=SEED, offset=OFFSET, backend=backend).sum().backward()
-    _, _, ref_grad = reference_forward_backward(z, torch.ones(9, 13, dtype=torch.float64), 5, 0.3)
-    nonzero = (zl.grad.reshape(9, 13, 5) != 0).sum(-1)
+    _, _, ref_grad = reference_forward_backward(z, torch.ones(9, 37, dtype=torch.float64), 5, 0.3)
+    nonzero = (zl.grad.reshape(9, 37, 5) != 0).sum(-1)
     assert (nonzero <= 1).all(), "a unit's gradient went to more than one piece"
-    assert_close(zl.grad, ref_grad, torch.float64, backend)
+    assert_close(zl.grad, ref_grad.to(dtype), dtype, backend)
 
 
 def inf_nan_units(dtype):
@@ -95,7 +97,9 @@ def inf_nan_units(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_inf_and_nan_as_the_reference(device, backend, dtype):
     units = inf_nan_units(dtype)
-    z = units.repeat(7, 1).reshape(7, -1).to(device)  # 7 rows of 10 units: a different mask per row
+    # 7 rows of 50 units, a different mask per row; each special value lands in every lane of the CPU's
+    # 16-unit AVX-512 groups (and in their tail of 2)
+    z = units.repeat(7 * 5, 1).reshape(7, -1).to(device)
     for p in (0.0, 0.4):
         check_maxout_dropout(z, 3, p, backend, dtype)
 
