@@ -69,3 +69,10 @@ def test_no_grad_call_runs_the_kernel_alone():
     y, argmax = maxout.maxout_dropout_forward(z, 2, 0.0, 0, 0, "cpu")
     assert y.grad_fn is None and argmax.dtype == torch.int8
     assert torch.equal(y, z.view(4, 3, 2).amax(-1, keepdim=True).view(4, 3, 1))
+
+
+def test_jit_trace_records_the_custom_op():
+    z = torch.randn(4, 6, 1)
+    traced = torch.jit.trace(lambda z: maxout.maxout_dropout_forward(z, 3, 0.0, 0, 0, "cpu")[0], (z,))
+    assert "fastgan::maxout_dropout_forward" in str(traced.graph)
+    assert torch.equal(traced(z), z.view(4, 2, 3).amax(-1, keepdim=True))

@@ -48,8 +48,10 @@ _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)  # Parameter turns its own __t
 
 def plain_eager(tensors):
     """Whether a call may run a kernel directly: plain tensors or parameters (no tensor subclass), outside
-    torch.compile's tracing and outside any torch function or dispatch mode (those must see the custom op)."""
-    return (not torch.compiler.is_compiling() and not torch._C._is_torch_function_mode_enabled()
+    torch.compile's and torch.jit.trace's tracing and outside any torch function or dispatch mode (those
+    must see the custom op)."""
+    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch._C._is_torch_function_mode_enabled()
             and torch._C._len_torch_dispatch_stack() == 0 and all(type(t) in _PLAIN_TYPES for t in tensors))
 
 
