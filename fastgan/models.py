@@ -46,7 +46,7 @@ class ModelConfig:
     d_hidden_dropout: float = 0.5
     d_init_range: float = 0.005
     num_classes: int = 0  # > 0: conditional nets p(x | c); 0 (checkpoints written before it existed) unconditional
-    image_shape: Sequence[int] = (1, 28, 28)  # (C, H, W) of one data row, for pictures and the convolutional D
+    image_shape: Sequence[int] = (1, 28, 28)  # (C, H, W) of one data row, for pictures and the convolutional nets
     d_conv_channels: Sequence[int] = ()  # units of each strided convolution of a convolutional D; () is the MLP
     g_conv_channels: Sequence[int] = ()  # channels of G's feature maps, coarsest first; () is the MLP
 

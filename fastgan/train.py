@@ -1,7 +1,8 @@
 """Algorithm 1 of the paper: k discriminator steps, then one generator step, by minibatch SGD.
 
 The paper's released MNIST settings: minibatch 100, k = 1, SGD with learning rate 0.1 divided by 1.000004
-after every step down to 1e-6, momentum 0.5 rising linearly to 0.7 by epoch 250. Trainer adds what a
+after every step down to 1e-6, momentum 0.5 rising linearly to 0.7 by epoch 250 (TrainConfig.optimizer "adam":
+Adam instead, with the same lr schedule and beta1 = the momentum, for the convolutional presets). Trainer adds what a
 long run needs: tqdm progress, a JSONL metrics log, atomic checkpoints (every N steps, at exit and on
 Ctrl-C) that resume bit-identically (models, optimizers, schedule, data order, RNG), and a stop with a
 clear message when a loss turns NaN/inf, leaving the last good checkpoint in place.
@@ -73,15 +74,16 @@ class TrainConfig:
 #
 # The convolutional nets: D (d_conv_channels) is two 5x5 stride-2 convolutions to 32 and 64 maxout units of 2
 # pieces, G (g_conv_channels) its mirror, z -> ReLU projection to 64 maps of 7 x 7 -> 5x5 stride-2 transposed
-# convolutions to 32 maps of 14 x 14 (ReLU) and to the image; for CIFAR-10's 32 x 32 x 3 both are twice as wide
-# (D 64, 128; G 128 maps of 8 x 8, then 64). The fully connected CIFAR-10 G and D are the MNIST ones widened to
-# 3,072 pixels. The paper gives no sizes for any of these, so they are ours. G's weights are U(+-0.15) (U(+-0.1)
-# at CIFAR-10's doubled fan-ins, where 0.15 grows them to 1.8), which keeps the untrained G's pre-activations at a
-# standard deviation of 0.5-1 in every layer: at the MLP's 0.05 they shrink to 0.025 at the output, and the
-# pixels vary by 0.003 across z. The conv nets train with Adam (lr 2e-4, beta1 0.5, as
-# DCGAN; Algorithm 1 allows any gradient-based rule): under the paper's SGD the conv D sat at D = 1/2 for ~250
-# steps, then won within 100 (D(G(z)) < 0.002) and G never recovered, at every lr, width and G we tried
-# (RESULTS.md), while under Adam D(G(z)) stays near 0.25-0.3. mnist-conv's step takes ~3x the MLP's.
+# convolutions to 32 maps of 14 x 14 (ReLU) and to the image; for CIFAR-10's 32 x 32 x 3 both are twice as wide (D
+# 64, 128; G 128 maps of 8 x 8, then 64). The fully connected CIFAR-10 G and D are the MNIST ones widened to 3,072
+# pixels. The paper gives no sizes for any of these, so they are ours. G's weights are U(+-0.15) (U(+-0.1) at
+# CIFAR-10's doubled fan-ins, where 0.15 grows them to 1.8), which keeps the untrained G's pre-activations at a
+# standard deviation of 0.5-1 in every layer: at the MLP's 0.05 they shrink to 0.025 at the output, and the pixels
+# vary by 0.003 across z. The conv nets train with Adam (lr 2e-4, beta1 0.5, as DCGAN; Algorithm 1 allows any
+# gradient-based rule): under the paper's SGD the conv D sat at D = 1/2 for ~250 steps, then won within ~100
+# (D(G(z)) 0.02 or less) and G never recovered, at every lr, width and G we tried; under Adam D(G(z)) stays at
+# 0.2-0.3 over mnist-conv's 6,000 steps, but with the MLP G it was mostly below 0.01 from step ~3,000 (Parzen -313
+# against the conv G's -5; RESULTS.md). mnist-conv's step takes ~3x the MLP's.
 _CONV = ModelConfig(d_conv_channels=(32, 64), d_pieces=2, g_hidden=(), g_conv_channels=(64, 32), g_init_range=0.15)
 _CIFAR10 = ModelConfig(data_dim=3072, image_shape=(3, 32, 32))
 _ADAM = {"optimizer": "adam", "lr": 2e-4, "momentum_start": 0.5, "momentum_end": 0.5}

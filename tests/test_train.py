@@ -12,7 +12,7 @@ import torch
 
 from fastgan import backends
 from fastgan.models import ModelConfig, build_models
-from fastgan.train import TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
+from fastgan.train import PRESETS, TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
 
 TINY = ModelConfig(data_dim=16, noise_dim=4, g_hidden=(16,), d_units=8, d_pieces=3, d_layers=2, d_init_range=0.1)
 BACKENDS = ["torch"] + (["cpu"] if backends.why_not("cpu", "cpu") is None else [])
@@ -233,6 +233,18 @@ def test_cli_conv_and_cifar10_presets(tmp_path, capsys):
     assert (pixels[..., 0] != pixels[..., 1]).any()  # colour, not grey
     assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "20", "--no-progress"]) == 0
     assert "cifar" in json.loads((out / "results.json").read_text())["data"].lower()
+
+
+@pytest.mark.parametrize("preset", ["mnist-conv", "fashion-mnist-conv", "cifar10-conv"])
+def test_conv_presets_fit_their_image_shapes(preset):
+    model, train = PRESETS[preset]
+    torch.manual_seed(0)
+    g, d = build_models(model, backend="torch")
+    x = g.sample(2)
+    assert x.shape == (2, model.data_dim) and train.optimizer == "adam"
+    loss, _ = d.loss(x, x)
+    loss.backward()  # through D into G
+    assert all(p.grad is not None for p in g.parameters())
 
 
 def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
