@@ -116,11 +116,15 @@ def cmd_train(args):
         train_config = TrainConfig(**state["train_config"])
         if args.conditional and not model_config.num_classes:
             raise SystemExit(f"error: {checkpoint} is an unconditional run: --conditional cannot change its nets")
+        if args.optimizer not in (None, train_config.optimizer):
+            raise SystemExit(f"error: {checkpoint} was trained with {train_config.optimizer}: --optimizer cannot "
+                             "change it (the optimizer's state would not fit)")
     else:
         model_config, train_config = PRESETS[args.preset]
         if args.conditional:
             model_config = dataclasses.replace(model_config, num_classes=MNIST_CLASSES)
-    overrides = {name: getattr(args, name) for name in ("k", "lr", "seed", "checkpoint_every", "parzen_samples")
+    overrides = {name: getattr(args, name) for name in ("k", "lr", "optimizer", "seed", "checkpoint_every",
+                                                        "parzen_samples")
                  if getattr(args, name) is not None}
     if args.saturating:
         overrides["saturating"] = True
@@ -282,7 +286,7 @@ def cmd_reconstruct(args):
     state, generator, _ = _load_checkpoint(args.checkpoint, "torch")
     splits = _checkpoint_data(args, state)
     torch.manual_seed(args.seed)
-    encoder = Encoder(generator.output.out_features, generator.noise_dim)
+    encoder = Encoder(generator.data_dim, generator.noise_dim)
     print(f"fitting an encoder z = E(x) to the generator of {args.checkpoint} (step {state['step']}): "
           f"{args.steps} steps on fresh (G(z), z) pairs")
     untrained = latent_error(encoder, generator, seed=args.seed + 1)
@@ -377,7 +381,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, and which backends are available and why not")
 
-    from .train import PRESETS
+    from .train import OPTIMIZERS, PRESETS
 
     backends = ["auto", "cuda", "triton", "cpu", "torch"]
     train = sub.add_parser("train", help="train the paper's MNIST GAN with Algorithm 1")
@@ -393,7 +397,9 @@ def main(argv=None):
     train.add_argument("--conditional", action="store_true",
                        help="a conditional GAN p(x | c): the digit's class is an input of both G and D")
     train.add_argument("--k", type=int, help="discriminator steps per generator step (default 1)")
-    train.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
+    train.add_argument("--lr", type=float, help="initial learning rate (default: the preset's)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help="SGD with momentum (the paper's), or Adam with beta1 = the momentum (mnist-conv's)")
     train.add_argument("--seed", type=int)
     train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     train.add_argument("--parzen-samples", type=int, help="generated samples for the Parzen estimate")

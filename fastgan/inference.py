@@ -40,9 +40,9 @@ class Encoder(nn.Module):
 
 
 def _check_pair(encoder: Encoder, generator: Generator):
-    if encoder.noise_dim != generator.noise_dim or encoder.data_dim != generator.output.out_features:
+    if encoder.noise_dim != generator.noise_dim or encoder.data_dim != generator.data_dim:
         raise ValueError(f"the encoder maps {encoder.data_dim} -> {encoder.noise_dim} but the generator maps "
-                         f"{generator.noise_dim} -> {generator.output.out_features}")
+                         f"{generator.noise_dim} -> {generator.data_dim}")
 
 
 def _pairs(generator: Generator, n: int, rng: torch.Generator):

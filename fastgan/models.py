@@ -10,6 +10,10 @@ Conditional nets (section 7, extension 1; ModelConfig.num_classes > 0): the clas
 as a one-hot vector concatenated to their bottom layer's input, G: [z, onehot(c)] and D: [x, onehot(c)].
 Convolutional D (ModelConfig.d_conv_channels, as the paper's CIFAR-10 experiments used): strided 5x5
 convolutions, each followed by fused maxout over channel groups and dropout, then the same output layer.
+Convolutional ("deconvolutional") G (ModelConfig.g_conv_channels), its mirror: the fully connected layers end
+in a ReLU projection to feature maps of 1/2^n the image's height and width, then n 5x5 stride-2 transposed
+convolutions double them, ReLU between, the last to the image's channels; a per-pixel bias (the logit of the
+data's mean pixels, as the MLP G's output bias) and the sigmoid follow.
 """
 import dataclasses
 import math
@@ -42,8 +46,9 @@ class ModelConfig:
     d_hidden_dropout: float = 0.5
     d_init_range: float = 0.005
     num_classes: int = 0  # > 0: conditional nets p(x | c); 0 (checkpoints written before it existed) unconditional
-    image_shape: Sequence[int] = (1, 28, 28)  # (C, H, W) of one data row, for pictures and the convolutional D
+    image_shape: Sequence[int] = (1, 28, 28)  # (C, H, W) of one data row, for pictures and the convolutional nets
     d_conv_channels: Sequence[int] = ()  # units of each strided convolution of a convolutional D; () is the MLP
+    g_conv_channels: Sequence[int] = ()  # channels of G's feature maps, coarsest first; () is the MLP
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -51,8 +56,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values):
         values = dict(values)
-        for name in ("g_hidden", "image_shape", "d_conv_channels"):
-            if name in values:  # checkpoints written before image_shape and d_conv_channels existed lack them
+        for name in ("g_hidden", "image_shape", "d_conv_channels", "g_conv_channels"):
+            if name in values:  # checkpoints written before image_shape and the conv options existed lack them
                 values[name] = tuple(values[name])
         return cls(**values)
 
@@ -85,36 +90,80 @@ def one_hot_labels(labels: Optional[Tensor], num_classes: int, rows: int, like: 
     return nn.functional.one_hot(labels.to(like.device), num_classes).to(like.dtype)
 
 
-def _uniform_init(linear, init_range):
-    nn.init.uniform_(linear.weight, -init_range, init_range)
-    nn.init.zeros_(linear.bias)
+def _uniform_init(layer, init_range):
+    nn.init.uniform_(layer.weight, -init_range, init_range)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _check_image_shape(image_shape, data_dim: int):
+    if image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != data_dim:
+        raise ValueError(f"image_shape must be (C, H, W) with C*H*W = data_dim={data_dim}, got {image_shape}")
+
+
+def _transposed_conv(c_in, c_out, init_range, bias):
+    # output_padding 1: exactly twice the input's height and width, undoing the D's 5x5 stride-2 halving
+    layer = nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1, bias=bias)
+    _uniform_init(layer, init_range)
+    return layer
 
 
 class Generator(nn.Module):
-    """z [N, noise_dim] (and, when num_classes > 0, labels [N]) -> x [N, data_dim] in (0, 1)."""
+    """z [N, noise_dim] (and, when num_classes > 0, labels [N]) -> x [N, data_dim] in (0, 1).
+
+    Fully connected (the paper's MNIST G): ReLU layers of `hidden` units, then a sigmoid layer. With
+    conv_channels (and image_shape (C, H, W), C*H*W = data_dim, H and W multiples of 2^n, n =
+    len(conv_channels)): after the `hidden` layers a ReLU projection to conv_channels[0] maps of H/2^n x W/2^n,
+    then one 5x5 stride-2 transposed convolution per entry, doubling H and W, to the next entry's channels (ReLU)
+    and last to C, without bias: `pixel_bias` [data_dim] is added before the sigmoid.
+    """
 
     def __init__(self, noise_dim: int = 100, hidden: Sequence[int] = (1200, 1200), data_dim: int = 784,
-                 init_range: float = 0.05, pixel_means: Optional[Tensor] = None, num_classes: int = 0):
+                 init_range: float = 0.05, pixel_means: Optional[Tensor] = None, num_classes: int = 0,
+                 conv_channels: Sequence[int] = (), image_shape: Optional[Sequence[int]] = None):
         super().__init__()
-        self.noise_dim, self.num_classes = noise_dim, num_classes
+        self.noise_dim, self.num_classes, self.data_dim = noise_dim, num_classes, data_dim
         sizes = [noise_dim + num_classes, *hidden]
+        if conv_channels:
+            _check_image_shape(image_shape, data_dim)
+            if min(conv_channels) < 1:
+                raise ValueError(f"g_conv_channels must all be >= 1, got {tuple(conv_channels)}")
+            scale = 2 ** len(conv_channels)
+            if image_shape[1] % scale or image_shape[2] % scale:
+                raise ValueError(f"image_shape's height and width must be multiples of 2^len(g_conv_channels)="
+                                 f"{scale}, got {tuple(image_shape)}")
+            first = (conv_channels[0], image_shape[1] // scale, image_shape[2] // scale)
+            sizes.append(math.prod(first))
         layers = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             linear = nn.Linear(n_in, n_out)
             _uniform_init(linear, init_range)
             layers += [linear, nn.ReLU()]
+        if conv_channels:
+            layers.append(nn.Unflatten(1, first))
+            for c_in, c_out in zip(conv_channels[:-1], conv_channels[1:]):
+                layers += [_transposed_conv(c_in, c_out, init_range, bias=True), nn.ReLU()]
         self.hidden = nn.Sequential(*layers)
-        self.output = nn.Linear(sizes[-1], data_dim)
-        _uniform_init(self.output, init_range)
+        if conv_channels:
+            self.output = _transposed_conv(conv_channels[-1], image_shape[0], init_range, bias=False)
+            self.pixel_bias = nn.Parameter(torch.zeros(data_dim))
+        else:
+            self.output = nn.Linear(sizes[-1], data_dim)
+            _uniform_init(self.output, init_range)
+            self.pixel_bias = None
         if pixel_means is not None:
             if pixel_means.shape != (data_dim,):
                 raise ValueError(f"pixel_means must have shape ({data_dim},), got {tuple(pixel_means.shape)}")
             with torch.no_grad():
-                self.output.bias.copy_(torch.logit(pixel_means.clamp(_MARGINAL_CLIP, 1 - _MARGINAL_CLIP)))
+                bias = self.output.bias if self.pixel_bias is None else self.pixel_bias
+                bias.copy_(torch.logit(pixel_means.clamp(_MARGINAL_CLIP, 1 - _MARGINAL_CLIP)))
 
     def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         one_hot = one_hot_labels(labels, self.num_classes, len(z), z)
-        return torch.sigmoid(self.output(self.hidden(z if one_hot is None else torch.cat([z, one_hot], 1))))
+        logits = self.output(self.hidden(z if one_hot is None else torch.cat([z, one_hot], 1)))
+        if self.pixel_bias is not None:
+            logits = logits.flatten(1) + self.pixel_bias
+        return torch.sigmoid(logits)
 
     def noise(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """n Gaussian noise vectors on the generator's device (drawn where `generator` lives, then moved)."""
@@ -155,8 +204,7 @@ class Discriminator(nn.Module):
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape) if conv_channels else None
         if conv_channels:
-            if image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != data_dim:
-                raise ValueError(f"image_shape must be (C, H, W) with C*H*W = data_dim={data_dim}, got {image_shape}")
+            _check_image_shape(image_shape, data_dim)
             if num_classes:
                 raise ValueError("conditional nets use the fully connected D: the one-hot label joins a flat input")
             channels, (height, width) = [image_shape[0], *conv_channels], image_shape[1:]
@@ -246,7 +294,7 @@ class Discriminator(nn.Module):
 def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):
     """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias."""
     generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means,
-                          config.num_classes)
+                          config.num_classes, config.g_conv_channels, config.image_shape)
     discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,
                                   config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend,
                                   config.num_classes, config.d_conv_channels, config.image_shape)

@@ -1,7 +1,8 @@
 """Algorithm 1 of the paper: k discriminator steps, then one generator step, by minibatch SGD.
 
 The paper's released MNIST settings: minibatch 100, k = 1, SGD with learning rate 0.1 divided by 1.000004
-after every step down to 1e-6, momentum 0.5 rising linearly to 0.7 by epoch 250. Trainer adds what a
+after every step down to 1e-6, momentum 0.5 rising linearly to 0.7 by epoch 250 (TrainConfig.optimizer "adam":
+Adam instead, with the same lr schedule and beta1 = the momentum, for the convolutional presets). Trainer adds what a
 long run needs: tqdm progress, a JSONL metrics log, atomic checkpoints (every N steps, at exit and on
 Ctrl-C) that resume bit-identically (models, optimizers, schedule, data order, RNG), and a stop with a
 clear message when a loss turns NaN/inf, leaving the last good checkpoint in place.
@@ -31,6 +32,7 @@ from .models import Discriminator, Generator, ModelConfig, build_models, check_l
 __all__ = ["PRESETS", "TrainConfig", "Trainer", "TrainingDiverged", "models_from_checkpoint", "save_atomic"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+OPTIMIZERS = ("sgd", "adam")
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -44,6 +46,7 @@ class TrainConfig:
     momentum_start: float = 0.5
     momentum_end: float = 0.7
     momentum_saturate_epoch: int = 250
+    optimizer: str = "sgd"  # or "adam", whose beta1 follows the momentum schedule (beta2 0.999)
     saturating: bool = False  # G minimises log(1 - D(G(z))) (the minimax game) instead of -log D(G(z))
     steps: Optional[int] = None  # generator steps to train for, unless --steps/--minutes say otherwise
     minutes: Optional[float] = None  # and a wall-time cap
@@ -59,6 +62,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not self.lr_decay >= 1:
             raise ValueError(f"lr must be > 0 and lr_decay >= 1, got {self.lr} and {self.lr_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 # Both presets are the paper's nets and optimiser. mnist-quick stops after 6,000 steps (~3 minutes at the
@@ -67,23 +72,32 @@ class TrainConfig:
 # machine, a GAN stops in its early phase, where D wins and the log-likelihood first drops (measured: 468
 # steps in 5 busy minutes gave -198, below the untrained -72). --minutes adds a time cap.
 #
-# The convolutional D (d_conv_channels) is two 5x5 stride-2 convolutions to 32 and 64 maxout units of 2 pieces
-# (64 and 128 for CIFAR-10's 32 x 32 x 3), and the fully connected CIFAR-10 G and D are the MNIST ones widened
-# to 3,072 pixels: the paper gives no sizes for these, so they are ours. mnist-conv's step takes ~3x the MLP's.
-# The convolutional D trains at lr 0.03: each filter sums its gradient over every position, and at the
-# paper's 0.1 mnist-conv diverged at step 102 (D loss 1e24).
-_CONV = ModelConfig(d_conv_channels=(32, 64), d_pieces=2)
+# The convolutional nets: D (d_conv_channels) is two 5x5 stride-2 convolutions to 32 and 64 maxout units of 2
+# pieces, G (g_conv_channels) its mirror, z -> ReLU projection to 64 maps of 7 x 7 -> 5x5 stride-2 transposed
+# convolutions to 32 maps of 14 x 14 (ReLU) and to the image; for CIFAR-10's 32 x 32 x 3 both are twice as wide (D
+# 64, 128; G 128 maps of 8 x 8, then 64). The fully connected CIFAR-10 G and D are the MNIST ones widened to 3,072
+# pixels. The paper gives no sizes for any of these, so they are ours. G's weights are U(+-0.15) (U(+-0.1) at
+# CIFAR-10's doubled fan-ins, where 0.15 grows them to 1.8), which keeps the untrained G's pre-activations at a
+# standard deviation of 0.5-1 in every layer: at the MLP's 0.05 they shrink to 0.025 at the output, and the pixels
+# vary by 0.003 across z. The conv nets train with Adam (lr 2e-4, beta1 0.5, as DCGAN; Algorithm 1 allows any
+# gradient-based rule): under the paper's SGD the conv D sat at D = 1/2 for ~250 steps, then won within ~100
+# (D(G(z)) 0.02 or less) and G never recovered, at every lr, width and G we tried; under Adam D(G(z)) stays at
+# 0.2-0.3 over mnist-conv's 6,000 steps, but with the MLP G it was mostly below 0.01 from step ~3,000 (Parzen -313
+# against the conv G's -5; RESULTS.md). mnist-conv's step takes ~3x the MLP's.
+_CONV = ModelConfig(d_conv_channels=(32, 64), d_pieces=2, g_hidden=(), g_conv_channels=(64, 32), g_init_range=0.15)
 _CIFAR10 = ModelConfig(data_dim=3072, image_shape=(3, 32, 32))
+_ADAM = {"optimizer": "adam", "lr": 2e-4, "momentum_start": 0.5, "momentum_end": 0.5}
 _LONG = TrainConfig(steps=100_000, checkpoint_every=2000)
-_LONG_CONV = dataclasses.replace(_LONG, lr=0.03)
+_LONG_CONV = dataclasses.replace(_LONG, **_ADAM)
 PRESETS = {
     "mnist-paper": (ModelConfig(), _LONG),
     "mnist-quick": (ModelConfig(), TrainConfig(steps=6000, checkpoint_every=1000, parzen_samples=2000)),
-    "mnist-conv": (_CONV, TrainConfig(steps=6000, lr=0.03, checkpoint_every=1000, parzen_samples=2000)),
+    "mnist-conv": (_CONV, TrainConfig(steps=6000, checkpoint_every=1000, parzen_samples=2000, **_ADAM)),
     "fashion-mnist-mlp": (ModelConfig(), dataclasses.replace(_LONG, dataset="fashion-mnist")),
     "fashion-mnist-conv": (_CONV, dataclasses.replace(_LONG_CONV, dataset="fashion-mnist")),
     "cifar10-mlp": (_CIFAR10, dataclasses.replace(_LONG, dataset="cifar10")),
-    "cifar10-conv": (dataclasses.replace(_CIFAR10, d_conv_channels=(64, 128), d_pieces=2),
+    "cifar10-conv": (dataclasses.replace(_CIFAR10, d_conv_channels=(64, 128), d_pieces=2, g_hidden=(),
+                                         g_conv_channels=(128, 64), g_init_range=0.1),
                      dataclasses.replace(_LONG_CONV, dataset="cifar10")),
 }
 
@@ -134,9 +148,11 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sgd(params, config):
-    # fused=True: one pass over parameter, gradient and momentum (1.06 against 1.40 ms a step for both nets'
-    # 3.7M parameters on one core).
+def _optimizer(params, config):
+    # fused=True: one pass over parameter, gradient and momentum (SGD: 1.06 against 1.40 ms a step for both
+    # nets' 3.7M parameters on one core).
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=(config.momentum_start, 0.999), fused=True)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum_start, fused=True)
 
 
@@ -169,8 +185,8 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.extra_state = extra_state or {}  # saved alongside, e.g. the preset and data source for `evaluate`
-        self.g_optimizer = _sgd(generator.parameters(), config)
-        self.d_optimizer = _sgd(discriminator.parameters(), config)
+        self.g_optimizer = _optimizer(generator.parameters(), config)
+        self.d_optimizer = _optimizer(discriminator.parameters(), config)
         self.step = 0  # generator steps taken
         self.epoch = 0  # completed passes over the training data
         self.order = None  # this epoch's permutation of the training set
@@ -251,7 +267,11 @@ class Trainer:
         lr, momentum = self.learning_rate(), self.momentum()
         for optimizer in (self.g_optimizer, self.d_optimizer):
             for group in optimizer.param_groups:
-                group["lr"], group["momentum"] = lr, momentum
+                group["lr"] = lr
+                if c.optimizer == "adam":
+                    group["betas"] = (momentum, group["betas"][1])
+                else:
+                    group["momentum"] = momentum
         for _ in range(c.k):
             real, labels = map(self._shard, self._next_batch())
             noise = self._shard(g.noise(c.batch_size, self.data_rng))

@@ -1,4 +1,6 @@
 """The paper's MNIST nets: shapes, parameter counts, initial ranges, fused path = reference path."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -82,8 +84,10 @@ def test_bad_arguments():
 
 
 def test_model_config_round_trip():
-    config = ModelConfig(g_hidden=(8, 8), d_units=4)
+    config = ModelConfig(g_hidden=(8, 8), d_units=4, g_conv_channels=(6, 3))
     assert ModelConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in config.to_dict().items() if k not in ("image_shape", "d_conv_channels", "g_conv_channels")}
+    assert ModelConfig.from_dict(old) == ModelConfig(g_hidden=(8, 8), d_units=4)  # a checkpoint from before them
 
 
 def test_figures_2_and_3_png(tmp_path):
@@ -150,6 +154,11 @@ def test_conv_discriminator_cpu_kernels_match_reference():
         loss.backward()
     for (name, p), q in zip(nets["cpu"].named_parameters(), nets["torch"].parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+    # what G learns from: the gradient of its loss with respect to the images, through dropout and both layers
+    grads = {b: torch.autograd.grad(d.generator_loss(x.requires_grad_(), seeds=[7, 8, 9]), x)[0]
+             for b, d in nets.items()}
+    assert grads["torch"].abs().sum() > 0
+    torch.testing.assert_close(grads["cpu"], grads["torch"])
 
 
 def test_conv_discriminator_bad_config():
@@ -157,3 +166,43 @@ def test_conv_discriminator_bad_config():
         build_models(ModelConfig(data_dim=784, image_shape=(1, 27, 28), d_conv_channels=(4,)))
     with pytest.raises(ValueError, match="conditional nets use the fully connected D"):
         build_models(ModelConfig(d_conv_channels=(4,), num_classes=10))
+
+
+# --- the convolutional generator -------------------------------------------------------------------------------
+
+CONV_G = ModelConfig(data_dim=2 * 8 * 12, image_shape=(2, 8, 12), noise_dim=5, g_hidden=(7,), g_conv_channels=(4, 3))
+
+
+def test_conv_generator_shapes_pixel_bias_and_gradients():
+    torch.manual_seed(0)
+    means = torch.rand(192)
+    g, _ = build_models(CONV_G, means, backend="torch")
+    # 5 -> 7 -> 4 maps of 2 x 3 -> 3 maps of 4 x 6 -> 2 maps of 8 x 12, each transposed convolution doubling
+    assert [layer.weight.shape for layer in g.modules() if isinstance(layer, torch.nn.ConvTranspose2d)] == [
+        (4, 3, 5, 5), (3, 2, 5, 5)]
+    assert g.hidden[2].weight.shape == (4 * 2 * 3, 7) and g.output.bias is None
+    torch.testing.assert_close(torch.sigmoid(g.pixel_bias), means)
+    for layer in [*g.hidden[0:4:2], g.hidden[5], g.output]:
+        assert 0.04 < layer.weight.abs().max() <= 0.05
+    x = g.sample(6)
+    assert x.shape == (6, 192) and 0 < x.min() and x.max() < 1
+    # The untrained generator's mean image is close to the data's: the bias dominates the U(+-0.05) weights.
+    assert (x.mean(0) - means).abs().max() < 0.05
+    x.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+
+
+def test_conditional_conv_generator():
+    torch.manual_seed(0)
+    g, _ = build_models(dataclasses.replace(CONV_G, num_classes=3), backend="torch")
+    assert g.hidden[0].in_features == 5 + 3  # the one-hot label joins z at the bottom layer
+    assert g.sample(4).shape == (4, 192)
+
+
+def test_conv_generator_bad_config():
+    with pytest.raises(ValueError, match="multiples of 2\\^len\\(g_conv_channels\\)=8"):
+        build_models(ModelConfig(g_conv_channels=(8, 4, 2)))  # 28 x 28 halves twice, not three times
+    with pytest.raises(ValueError, match="image_shape must be"):
+        build_models(ModelConfig(data_dim=780, g_conv_channels=(4,)))
+    with pytest.raises(ValueError, match="g_conv_channels must all be >= 1"):
+        build_models(ModelConfig(g_conv_channels=(4, 0)))

@@ -12,7 +12,7 @@ import torch
 
 from fastgan import backends
 from fastgan.models import ModelConfig, build_models
-from fastgan.train import TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
+from fastgan.train import PRESETS, TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
 
 TINY = ModelConfig(data_dim=16, noise_dim=4, g_hidden=(16,), d_units=8, d_pieces=3, d_layers=2, d_init_range=0.1)
 BACKENDS = ["torch"] + (["cpu"] if backends.why_not("cpu", "cpu") is None else [])
@@ -91,6 +91,37 @@ def test_resume_is_bit_identical(tmp_path, backend):
             assert torch.equal(got["momentum_buffer"], want["momentum_buffer"])
 
 
+# mnist-conv's structure at 4 x 4: G projects to 3 maps of 1 x 1, two transposed convolutions; a one-layer conv D
+TINY_CONV = dataclasses.replace(TINY, image_shape=(1, 4, 4), g_hidden=(), g_conv_channels=(3, 2),
+                                d_conv_channels=(4,), d_pieces=2)
+
+
+def test_adam_follows_the_momentum_schedule_and_resumes_bit_identically(tmp_path):
+    config = TrainConfig(batch_size=50, optimizer="adam", lr=1e-3, momentum_saturate_epoch=1, log_every=1,
+                         checkpoint_every=0)
+    uninterrupted = make_trainer(tmp_path / "a", config=config, model=TINY_CONV)
+    uninterrupted.run(steps=7, progress=False)
+    # 5 batches an epoch: step 7 starts in epoch 1, where beta1 (the momentum) has reached momentum_end
+    for optimizer in (uninterrupted.g_optimizer, uninterrupted.d_optimizer):
+        assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["betas"] == (0.7, 0.999)
+    first = make_trainer(tmp_path / "b", config=config, model=TINY_CONV)
+    first.run(steps=3, progress=False)
+    resumed = make_trainer(tmp_path / "c", config=config, model=TINY_CONV)
+    resumed.load_state_dict(Trainer.load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+    resumed.run(steps=7, progress=False)
+    got, want = _tensors(resumed.state_dict()), _tensors(uninterrupted.state_dict())
+    # nets, Adam's moments and steps, data order, both RNGs
+    assert len(got) == len(want) > 20 and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def _tensors(state):
+    """Every tensor in a nested state dict, in order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    values = state.values() if isinstance(state, dict) else state if isinstance(state, (list, tuple)) else []
+    return [t for value in values for t in _tensors(value)]
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, checkpoint_every=1)
     trainer.run(steps=2, progress=False)
@@ -137,6 +168,8 @@ def test_bad_arguments():
         Trainer(*build_models(TINY, backend="torch"), torch.rand(10, 16), TrainConfig())
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="steps or minutes"):
         make_trainer().run()
 
@@ -185,6 +218,10 @@ def test_cli_conv_and_cifar10_presets(tmp_path, capsys):
     assert main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), *common]) == 0
     state = Trainer.load_checkpoint(tmp_path / "conv" / "checkpoint.pt")
     assert state["model_config"]["d_conv_channels"] == [32, 64] and state["step"] == 2
+    assert state["model_config"]["g_conv_channels"] == [64, 32] and state["train_config"]["optimizer"] == "adam"
+    with pytest.raises(SystemExit, match="trained with adam: --optimizer cannot change it"):
+        main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), "--resume", "--optimizer", "sgd",
+              *common])
     write_cifar_dir(tmp_path / "cifar", n=30, n_test=20)
     out = tmp_path / "cifar-run"
     assert main(["train", "--preset", "cifar10-mlp", "--data-dir", str(tmp_path / "cifar"), "--out", str(out),
@@ -196,6 +233,18 @@ def test_cli_conv_and_cifar10_presets(tmp_path, capsys):
     assert (pixels[..., 0] != pixels[..., 1]).any()  # colour, not grey
     assert main(["evaluate", str(out / "checkpoint.pt"), "--samples", "20", "--no-progress"]) == 0
     assert "cifar" in json.loads((out / "results.json").read_text())["data"].lower()
+
+
+@pytest.mark.parametrize("preset", ["mnist-conv", "fashion-mnist-conv", "cifar10-conv"])
+def test_conv_presets_fit_their_image_shapes(preset):
+    model, train = PRESETS[preset]
+    torch.manual_seed(0)
+    g, d = build_models(model, backend="torch")
+    x = g.sample(2)
+    assert x.shape == (2, model.data_dim) and train.optimizer == "adam"
+    loss, _ = d.loss(x, x)
+    loss.backward()  # through D into G
+    assert all(p.grad is not None for p in g.parameters())
 
 
 def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
