@@ -516,6 +516,9 @@ std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x_in, const at::Tens
         const int64_t r0 = (t / unit_tiles) * tile_rows, u0 = (t % unit_tiles) * tile_units;
         const int64_t n_rows = std::min(tile_rows, rows - r0), n_units = std::min(tile_units, units - u0);
         const int64_t c0 = u0 * pieces, n_cols = n_units * pieces;
+        // Grad mode is per thread and the pool's threads have it on: without the guard each tile's addmm
+        // would record an autograd node for the weight it reads.
+        at::NoGradGuard no_grad;
         const at::Tensor z =
             at::addmm(bias.narrow(0, c0, n_cols), x.narrow(0, r0, n_rows), weight.narrow(0, c0, n_cols).t());
         const scalar_t* zp = z.data_ptr<scalar_t>();
