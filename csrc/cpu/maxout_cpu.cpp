@@ -152,13 +152,18 @@ void maxout_dropout_row_generic(const scalar_t* __restrict__ z, int64_t units, i
 // e = jK + k is piece k of unit j): the permutes that gather a piece of all 16 units, and the unit and piece
 // of each element, to scatter them back. It depends on K only; building it per row cost as much as the
 // permutes, so each thread keeps the last one.
+constexpr int64_t kMaxInterleavedPieces = 16;  // K vectors of 16 floats for 16 units
+
 struct InterleavedPieces {
   // Vector pair q holds elements 32q .. 32q + 31; lane j of piece k comes from the pair holding element
   // jK + k, at index_in_pair[k][q] within the pair, where from_pair[k][q] says so.
-  __m512i index_in_pair[16][8];
-  __mmask16 from_pair[16][8];
-  __m512i unit_of[16], piece_of[16];  // of the elements 16m .. 16m + 15 in vector m
+  __m512i index_in_pair[kMaxInterleavedPieces][kMaxInterleavedPieces / 2];
+  __mmask16 from_pair[kMaxInterleavedPieces][kMaxInterleavedPieces / 2];
+  __m512i unit_of[kMaxInterleavedPieces], piece_of[kMaxInterleavedPieces];  // of elements 16m .. 16m + 15
 };
+
+// Whether float rows of K pieces run the AVX-512 row kernels below (the others: the generic rows).
+inline bool avx512_rows(int64_t K) { return K <= kMaxInterleavedPieces && has_avx512(); }
 
 FASTGAN_TARGET_AVX512 const InterleavedPieces& interleaved_pieces(int64_t K) {
   thread_local int64_t built_for = 0;
@@ -201,7 +206,7 @@ FASTGAN_TARGET_AVX512 void maxout_dropout_row_avx512(const float* __restrict__ z
   const __m512 scale = _mm512_set1_ps(static_cast<float>(d.scale)), p = _mm512_set1_ps(d.p);
   int64_t j0 = 0;
   for (; j0 + 16 <= units; j0 += 16) {
-    __m512 v[17];
+    __m512 v[kMaxInterleavedPieces + 1];
     for (int64_t m = 0; m < K; ++m) v[m] = _mm512_loadu_ps(z + j0 * K + 16 * m);
     v[K] = _mm512_setzero_ps();  // the odd K's last pair has one vector
     __m512 best = _mm512_setzero_ps();
@@ -235,7 +240,7 @@ void maxout_dropout_row(const scalar_t* __restrict__ z, int64_t units, int64_t K
                         uint64_t index, scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
 #ifdef FASTGAN_AVX512_DISPATCH
   if constexpr (std::is_same_v<scalar_t, float>)
-    if (K <= 16 && has_avx512()) return maxout_dropout_row_avx512(z, units, K, d, index, y, argmax);
+    if (avx512_rows(K)) return maxout_dropout_row_avx512(z, units, K, d, index, y, argmax);
 #endif
   maxout_dropout_row_generic(z, units, K, d, index, y, argmax);
 }
@@ -317,7 +322,7 @@ void maxout_backward_row(const scalar_t* __restrict__ grad_y, const int8_t* __re
                          int64_t K, const DropoutParams& d, uint64_t index, scalar_t* __restrict__ grad_z) {
 #ifdef FASTGAN_AVX512_DISPATCH
   if constexpr (std::is_same_v<scalar_t, float>)
-    if (K <= 16 && has_avx512()) return maxout_backward_row_avx512(grad_y, argmax, units, K, d, index, grad_z);
+    if (avx512_rows(K)) return maxout_backward_row_avx512(grad_y, argmax, units, K, d, index, grad_z);
 #endif
   maxout_backward_row_generic(grad_y, argmax, units, K, d, index, grad_z);
 }

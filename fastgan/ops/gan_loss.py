@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._common import FusedOp, check_same, check_tensor, compiled, needs_grad, pick_backend
+from ._common import FusedOp, check_same, check_tensor, compiled, needs_grad, pick_backend, plain_eager
 
 __all__ = [
     "DStats",
@@ -79,12 +79,12 @@ def _gan_logloss_setup_context(ctx, inputs, output):
 def _scale(grad_loss, grads):
     """grad_loss * each gradient. loss.backward() passes 1.0: on the CPU (where the check costs no device
     sync) the saved gradients are then returned as they are, which halves the fwd+bwd memory traffic.
-    Traced calls (fake or functional tensor subclasses, torch.compile) always multiply. No grad_loss (None:
-    grads are not materialised, see _loss_only_differentiable) means no input gradients."""
+    Anything but plain eager (tensor subclasses, torch.compile, jit.trace, dispatch modes: see plain_eager)
+    always multiplies. No grad_loss (None: grads are not materialised, see _loss_only_differentiable) means
+    no input gradients."""
     if grad_loss is None:
         return (None,) * len(grads)
-    eager = type(grad_loss) is torch.Tensor and not torch.compiler.is_compiling()
-    if eager and grad_loss.device.type == "cpu" and grad_loss.item() == 1.0:
+    if plain_eager([grad_loss]) and grad_loss.device.type == "cpu" and grad_loss.item() == 1.0:
         return tuple(grads)
     return tuple(grad_loss * g for g in grads)
 
