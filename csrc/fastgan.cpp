@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "cpu/avx512_dispatch.h"
+#include "cpu/dense_linear.h"
 #include "cpu/gan_loss_cpu.h"
 #include "cpu/maxout_cpu.h"
 #include "cpu/parzen_cpu.h"
@@ -23,6 +24,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("has_avx512", &fastgan::has_avx512, "whether this CPU runs the AVX-512 loops (checked at run time)");
   m.def("gan_logloss_linear_cpu", &fastgan::gan_logloss_linear_cpu,
         "GAN log-loss on h @ weight + bias, with gradients for h, weight and bias (CPU)");
+  m.def("linear_cpu", &fastgan::dense_linear, "x @ weight.T (+ bias); float32 through oneDNN's matmul (CPU)",
+        py::arg("x"), py::arg("weight"), py::arg("bias"));
+  m.def("linear_uses_onednn", &fastgan::dense_linear_uses_onednn,
+        "whether float32 CPU products go through oneDNN (torch was built with it)");
   m.def("maxout_dropout_cpu", &fastgan::maxout_dropout_cpu, "maxout + Philox dropout, with the int8 argmax (CPU)");
   m.def("maxout_dropout_backward_cpu", &fastgan::maxout_dropout_backward_cpu,
         "maxout + dropout backward, mask regenerated from seed and offset (CPU)");

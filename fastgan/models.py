@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nn import MaxoutConv2d, MaxoutLinear
+from .nn import Linear, MaxoutConv2d, MaxoutLinear
 from .ops import linear_discriminator_loss, linear_generator_loss, maxout_dropout
 from .ops._common import check_tensor
 
@@ -115,12 +115,14 @@ class Generator(nn.Module):
     conv_channels (and image_shape (C, H, W), C*H*W = data_dim, H and W multiples of 2^n, n =
     len(conv_channels)): after the `hidden` layers a ReLU projection to conv_channels[0] maps of H/2^n x W/2^n,
     then one 5x5 stride-2 transposed convolution per entry, doubling H and W, to the next entry's channels (ReLU)
-    and last to C, without bias: `pixel_bias` [data_dim] is added before the sigmoid.
+    and last to C, without bias: `pixel_bias` [data_dim] is added before the sigmoid. The fully connected layers
+    are fastgan.nn.Linear on `backend` (oneDNN products on the CPU).
     """
 
     def __init__(self, noise_dim: int = 100, hidden: Sequence[int] = (1200, 1200), data_dim: int = 784,
                  init_range: float = 0.05, pixel_means: Optional[Tensor] = None, num_classes: int = 0,
-                 conv_channels: Sequence[int] = (), image_shape: Optional[Sequence[int]] = None):
+                 conv_channels: Sequence[int] = (), image_shape: Optional[Sequence[int]] = None,
+                 backend: str = "auto"):
         super().__init__()
         self.noise_dim, self.num_classes, self.data_dim = noise_dim, num_classes, data_dim
         sizes = [noise_dim + num_classes, *hidden]
@@ -136,7 +138,7 @@ class Generator(nn.Module):
             sizes.append(math.prod(first))
         layers = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            linear = nn.Linear(n_in, n_out)
+            linear = Linear(n_in, n_out, backend=backend)
             _uniform_init(linear, init_range)
             layers += [linear, nn.ReLU()]
         if conv_channels:
@@ -148,7 +150,7 @@ class Generator(nn.Module):
             self.output = _transposed_conv(conv_channels[-1], image_shape[0], init_range, bias=False)
             self.pixel_bias = nn.Parameter(torch.zeros(data_dim))
         else:
-            self.output = nn.Linear(sizes[-1], data_dim)
+            self.output = Linear(sizes[-1], data_dim, backend=backend)
             _uniform_init(self.output, init_range)
             self.pixel_bias = None
         if pixel_means is not None:
@@ -294,7 +296,7 @@ class Discriminator(nn.Module):
 def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):
     """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias."""
     generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means,
-                          config.num_classes, config.g_conv_channels, config.image_shape)
+                          config.num_classes, config.g_conv_channels, config.image_shape, backend)
     discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,
                                   config.d_input_dropout, config.d_hidden_dropout, config.d_init_range, backend,
                                   config.num_classes, config.d_conv_channels, config.image_shape)

@@ -4,6 +4,7 @@ import math
 import torch
 
 from .ops import gan_loss, maxout
+from .ops.linear import linear
 
 
 class GANLoss(torch.nn.Module):
@@ -37,6 +38,21 @@ class GANLoss(torch.nn.Module):
 
     def extra_repr(self):
         return f"saturating={self.saturating}, backend={self.backend!r}"
+
+
+class Linear(torch.nn.Linear):
+    """nn.Linear (same parameters, names, initialisation and state_dict) whose CPU float32 products run on
+    oneDNN (fastgan.ops.linear): the generator's layers."""
+
+    def __init__(self, in_features, out_features, bias=True, backend="auto", device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.backend = backend
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias, backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
 class MaxoutLinear(torch.nn.Module):

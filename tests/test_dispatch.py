@@ -8,6 +8,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from fastgan.ops import gan_loss, maxout
+from fastgan.ops.linear import linear_op
 
 SEED, OFFSET = 2**40 + 12345, 2**32 - 100
 
@@ -40,6 +41,7 @@ CASES = [
     ("maxout_dropout_forward", _maxout_dropout, [(6, 12, 1)]),
     ("maxout_linear_forward", _maxout_linear, [(6, 7), (12, 7), (12,)]),
     ("gan_logloss_linear", _gan_logloss_linear, [(5, 8), (4, 8), (8,), (1,)]),
+    ("linear", linear_op, [(6, 7), (5, 7), (5,)]),
 ]
 
 
