@@ -1,6 +1,6 @@
 """Maxout + dropout (p = 0.5) forward + backward: eager PyTorch (linear, view, amax, dropout), torch.compile
 of the same, and the fused op per backend; for the whole layer also the bare GEMMs of the same shapes
-(x @ W.T, grad_z @ W, grad_z.T @ x: the ceiling). Sizes: the paper's layer (batch 100, 784 -> 240 x 5)
+(x @ W.T, grad_z @ W, grad_z.T @ x: the ceiling), on torch.mm and, on the CPU, on oneDNN. Sizes: the paper's layer (batch 100, 784 -> 240 x 5)
 and a large one (batch 1024, 784 -> 1200 x 5); and maxout over a convolution's channels (dim=1: batch 100,
 [192, 14, 14] -> [96, 14, 14], 2 pieces).
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import fastgan
-from providers import DEVICE, compiled, fused_providers, peak_memory
+from providers import DEVICE, GEMM_PROVIDERS, compiled, fused_providers, peak_memory
 
 P = 0.5
 SIZES = [(100, 784, 240, 5), (1024, 784, 1200, 5)]  # batch, in_features, units, pieces
@@ -41,6 +41,11 @@ def bare_gemms(x, w, b, pieces):
     return F.linear(x, w, b)
 
 
+def bare_onednn_gemms(x, w, b, pieces):
+    """The same three GEMMs on oneDNN, the products of fastgan's CPU kernels."""
+    return fastgan.ops.linear(x, w, b, backend="cpu")
+
+
 def make_fn(provider, layer):
     if provider == "eager":
         return eager_layer if layer else eager_maxout
@@ -48,6 +53,8 @@ def make_fn(provider, layer):
         return _compiled_layer if layer else _compiled_maxout
     if provider == "gemm":
         return bare_gemms
+    if provider == "gemm-onednn":
+        return bare_onednn_gemms
     backend = provider.split("-", 1)[1]
     if layer:
         return lambda x, w, b, pieces: fastgan.maxout_linear(x, w, b, pieces, P, backend=backend)
@@ -114,12 +121,12 @@ def test_maxout_channels_fwd_bwd(benchmark, sync, provider, batch, units, pieces
 
 
 @pytest.mark.parametrize("batch,features,units,pieces", SIZES, ids=["paper", "large"])
-@pytest.mark.parametrize("provider", ["gemm", "eager", "compile", *fused_providers()])
+@pytest.mark.parametrize("provider", [*GEMM_PROVIDERS, "eager", "compile", *fused_providers()])
 def test_maxout_linear_fwd_bwd(benchmark, sync, provider, batch, features, units, pieces):
     x, w, b = _inputs(batch, features, units, pieces)
     fn = make_fn(provider, layer=True)
     fn(x, w, b, pieces)
-    grad_units = units * pieces if provider == "gemm" else units
+    grad_units = units * pieces if provider.startswith("gemm") else units
     benchmark.group = f"maxout layer fwd+bwd, batch {batch}, {features} -> {units}x{pieces} ({DEVICE})"
     benchmark.extra_info.update(provider=provider, device=DEVICE,
                                 saved_mb=saved_mb(fn, (x, w, b, pieces), [x, w]))
@@ -141,8 +148,8 @@ def interleaved(rounds):
             x, w, b = _inputs(batch, features, units, pieces)
             z = torch.randn(batch, units * pieces, device=DEVICE, requires_grad=True)
             setup = {provider: (make_fn(provider, layer), [x, w, b] if layer else [z], (pieces,),
-                                (batch, units * pieces if provider == "gemm" else units))
-                     for provider in (["gemm"] if layer else []) + providers}
+                                (batch, units * pieces if provider.startswith("gemm") else units))
+                     for provider in (GEMM_PROVIDERS if layer else []) + providers}
             cases.append((f"{'layer' if layer else 'elementwise'} batch {batch} {features}->{units}x{pieces}", setup))
     for batch, units, pieces, side in CHANNEL_SIZES:
         z = torch.randn(batch, units * pieces, side, side, device=DEVICE, requires_grad=True)
@@ -169,8 +176,8 @@ def interleaved(rounds):
                 step()
                 times[provider].append(time.perf_counter() - start)
         med = {p: statistics.median(t) for p, t in times.items()}
-        cells = [f"{p} {med[p] * 1e3:.3g} ms" + (f" ({med[p] / med['gemm']:.2f})" if "gemm" in med else "")
-                 for p in med]
+        floor = min((med[p] for p in GEMM_PROVIDERS if p in med), default=None)
+        cells = [f"{p} {med[p] * 1e3:.3g} ms" + (f" ({med[p] / floor:.2f})" if floor else "") for p in med]
         print(f"{label}: " + ", ".join(cells) + f"; eager/fused {med['eager'] / med['fused-cpu']:.2f}, "
               f"compile/fused {med['compile'] / med['fused-cpu']:.2f}")
 

@@ -7,7 +7,8 @@ then a G step. Providers:
 - compile: the same modules under torch.compile;
 - fastgan-<backend>: fastgan.train.Trainer.train_step on that backend (fused maxout layers, fused linear
   log-loss at D's output, no D weight gradients in the G step); "+compile": Trainer(compile=True);
-- gemm: only the matrix products one step needs (forward and backward), back to back: the floor.
+- gemm: only the matrix products one step needs (forward and backward), back to back: the floor; on torch.mm,
+  and as gemm-onednn on oneDNN's matmul, which fastgan's CPU products use (fastgan.ops.linear).
 
     pytest benchmarks/bench_train_step.py --benchmark-only
     python benchmarks/bench_train_step.py [rounds]   # interleaved medians, for noisy shared machines
@@ -23,7 +24,7 @@ from torch import nn
 
 from fastgan.models import ModelConfig, build_models
 from fastgan.train import TrainConfig, Trainer
-from providers import DEVICE, fused_providers, peak_memory
+from providers import DEVICE, GEMM_PROVIDERS, fused_providers, onednn_mm, peak_memory
 
 BATCH = 100
 
@@ -67,7 +68,7 @@ def eager_step_fn(g, d, data):
     return step
 
 
-def gemm_step_fn():
+def gemm_step_fn(provider="gemm"):
     """The products of one step at batch 100 (D sees 2 x 100 rows in its step), forward and backward,
     leaving out the ones no step needs (input gradients of first layers, D's weight gradients in G's step)."""
     shapes = [
@@ -82,10 +83,11 @@ def gemm_step_fn():
         (784, 100, 1200), (100, 784, 1200), (1200, 100, 1200), (100, 1200, 1200), (1200, 100, 100),
     ]
     operands = [(torch.randn(m, k, device=DEVICE), torch.randn(k, n, device=DEVICE)) for m, k, n in shapes]
+    mm = onednn_mm if provider == "gemm-onednn" else torch.mm
 
     def step():
         for a, b in operands:
-            torch.mm(a, b)
+            mm(a, b)
 
     return step
 
@@ -97,7 +99,7 @@ def fastgan_step_fn(backend, data, compile=False):
 
 
 FUSED = fused_providers("fastgan")
-PROVIDERS = ["eager", "compile", "gemm", "fastgan-torch", *FUSED,
+PROVIDERS = ["eager", "compile", *GEMM_PROVIDERS, "fastgan-torch", *FUSED,
              *(pytest.param(p.values[0] + "+compile", marks=p.marks) for p in FUSED)]
 
 
@@ -110,8 +112,8 @@ def test_train_step(benchmark, sync, provider):
         if provider == "compile":
             g, d = torch.compile(g), torch.compile(d)
         step = eager_step_fn(g, d, data)
-    elif provider == "gemm":
-        step = gemm_step_fn()
+    elif provider.startswith("gemm"):
+        step = gemm_step_fn(provider)
     else:
         backend, _, compile_ = provider.split("-", 1)[1].partition("+")
         step = fastgan_step_fn(backend, data, compile=bool(compile_))
@@ -133,7 +135,7 @@ def interleaved(rounds):
     data = torch.rand(1000, 784, device=DEVICE)
     steps = {"eager": eager_step_fn(*eager_models(), data),
              "compile": eager_step_fn(*(torch.compile(m) for m in eager_models()), data),
-             "gemm": gemm_step_fn()}
+             **{p: gemm_step_fn(p) for p in GEMM_PROVIDERS}}
     for p in FUSED:
         backend = p.values[0].split("-", 1)[1]
         if not any(mark.args[0] for mark in p.marks):  # its skipif condition is false: it runs here
@@ -156,9 +158,10 @@ def interleaved(rounds):
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"train step, MNIST nets, batch {BATCH}, {DEVICE}, {torch.get_num_threads()} threads, "
           f"{'process CPU time' if one_thread else 'wall time'}, median of {rounds} interleaved rounds\n")
-    print("| provider | median | x eager | x bare GEMM |\n|---|---|---|---|")
+    floor = min(med[p] for p in GEMM_PROVIDERS)
+    print("| provider | median | x eager | x fastest bare GEMMs |\n|---|---|---|---|")
     for name, t in med.items():
-        print(f"| {name} | {t * 1e3:.1f} ms | {med['eager'] / t:.2f} | {t / med['gemm']:.2f} |")
+        print(f"| {name} | {t * 1e3:.1f} ms | {med['eager'] / t:.2f} | {t / floor:.2f} |")
 
 
 if __name__ == "__main__":

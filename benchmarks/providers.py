@@ -7,6 +7,15 @@ from fastgan import backends
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
+# The bare-GEMM floors: "gemm" is torch.mm (MKL on x86 CPUs, cuBLAS on a GPU); on the CPU also "gemm-onednn",
+# the oneDNN matmul that fastgan's CPU kernels use (fastgan.ops.linear). The report divides by the faster.
+GEMM_PROVIDERS = ["gemm"] + (["gemm-onednn"] if DEVICE == "cpu" and torch.backends.mkldnn.is_available() else [])
+
+
+def onednn_mm(a, b):
+    """a @ b on oneDNN, b read transposed in place (what fastgan's CPU kernels call, csrc/cpu/dense_linear.h)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+
 
 def fused_providers(prefix="fused"):
     names = []

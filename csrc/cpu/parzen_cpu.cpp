@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/parzen_math.h"
+#include "cpu/dense_linear.h"
 
 namespace fastgan {
 namespace {
@@ -195,7 +196,7 @@ int64_t row_block(int64_t n) {
 
 at::Tensor parzen_logsumexp_cpu(const at::Tensor& x_in, const at::Tensor& centers_in, const at::Tensor& sigmas_in) {
   check_inputs(x_in, centers_in, sigmas_in);
-  // Detached: the tiles' at::mm_out refuses inputs that require grad, and a NoGradGuard would not reach
+  // Detached: the tiles' products must not record autograd nodes, and a NoGradGuard would not reach
   // at::parallel_for's worker threads.
   const at::Tensor x = x_in.detach().contiguous(), centers = centers_in.detach().contiguous();
   const int64_t N = x.size(0), M = centers.size(0), S = sigmas_in.numel();
@@ -210,7 +211,6 @@ at::Tensor parzen_logsumexp_cpu(const at::Tensor& x_in, const at::Tensor& center
     const scalar_t* a = a_sorted.data_ptr<scalar_t>();
     const int64_t* ord = order.data_ptr<int64_t>();
     at::parallel_for(0, (N + rb - 1) / rb, 1, [&](int64_t b0, int64_t b1) {
-      at::Tensor tile = at::empty({rb * kColBlock}, x.options());
       std::vector<scalar_t> acc(kLanes * S), row_min(rb);
       std::vector<double> sums(rb * S);
       for (int64_t b = b0; b < b1; ++b) {
@@ -220,8 +220,7 @@ at::Tensor parzen_logsumexp_cpu(const at::Tensor& x_in, const at::Tensor& center
         const at::Tensor x_blk = x.narrow(0, r0, rows);
         for (int64_t c0 = 0; c0 < M; c0 += kColBlock) {
           const int64_t cols = std::min(kColBlock, M - c0);
-          at::Tensor dots = tile.narrow(0, 0, rows * cols).view({rows, cols});
-          at::mm_out(dots, x_blk, centers.narrow(0, c0, cols).t());
+          const at::Tensor dots = dense_linear(x_blk, centers.narrow(0, c0, cols), std::nullopt);
           tile_epilogue_any(dots.data_ptr<scalar_t>(), rows, cols, x_sq.data_ptr<scalar_t>() + r0,
                             c_sq.data_ptr<scalar_t>() + c0, a, S, acc.data(), row_min.data(), sums.data());
         }
@@ -255,7 +254,6 @@ at::Tensor parzen_logsumexp_backward_cpu(const at::Tensor& grad_in, const at::Te
   const int64_t rb = row_block(N);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "parzen_logsumexp_backward_cpu", [&] {
     at::parallel_for(0, (N + rb - 1) / rb, 1, [&](int64_t b0, int64_t b1) {
-      at::Tensor tile = at::empty({rb * kColBlock}, x.options());
       std::vector<scalar_t> p(kColBlock), p_sum(rb);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t r0 = b * rb, rows = std::min(rb, N - r0);
@@ -265,13 +263,12 @@ at::Tensor parzen_logsumexp_backward_cpu(const at::Tensor& grad_in, const at::Te
         for (int64_t c0 = 0; c0 < M; c0 += kColBlock) {
           const int64_t cols = std::min(kColBlock, M - c0);
           const at::Tensor c_blk = centers.narrow(0, c0, cols);
-          at::Tensor dots = tile.narrow(0, 0, rows * cols).view({rows, cols});
-          at::mm_out(dots, x_blk, c_blk.t());
+          const at::Tensor dots = dense_linear(x_blk, c_blk, std::nullopt);
           backward_tile_any(dots.data_ptr<scalar_t>(), rows, cols, x_sq.data_ptr<scalar_t>() + r0,
                             c_sq.data_ptr<scalar_t>() + c0, a.data_ptr<scalar_t>(), S,
                             coef.data_ptr<scalar_t>() + r0 * S, lse.data_ptr<scalar_t>() + r0 * S, p.data(),
                             p_sum.data());
-          at::addmm_out(g_blk, g_blk, dots, c_blk);
+          g_blk.add_(dense_linear(dots, c_blk.t(), std::nullopt));
         }
         g_blk.sub_(x_blk * at::from_blob(p_sum.data(), {rows, 1}, x.options()));
       }
