@@ -376,9 +376,9 @@ void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
 // stream past (one load and one FMA per vector); the sparse backward of 100 x 784 -> 240 x 5 at p = 0.5
 // took 1.25 ms on one core with row-by-row axpy into out, 0.83 ms with this (MKL's dense GEMMs: 3.9 ms).
 template <typename scalar_t>
-void weighted_row_sum(scalar_t* __restrict__ out, const scalar_t* __restrict__ base, int64_t dim,
-                      const int64_t* __restrict__ row, const scalar_t* __restrict__ coef, int64_t count,
-                      bool accumulate) {
+void weighted_row_sum_vec(scalar_t* __restrict__ out, const scalar_t* __restrict__ base, int64_t dim,
+                          const int64_t* __restrict__ row, const scalar_t* __restrict__ coef, int64_t count,
+                          bool accumulate) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t kVecs = 8, kBlock = kVecs * Vec::size();
   int64_t d0 = 0;
@@ -404,6 +404,67 @@ void weighted_row_sum(scalar_t* __restrict__ out, const scalar_t* __restrict__ b
     for (int64_t i = 0; i < count; ++i) acc = at::vec::fmadd(Vec(coef[i]), Vec::loadu(base + row[i] * dim + d0, n), acc);
     (accumulate ? acc + Vec::loadu(out + d0, n) : acc).store(out + d0, n);
   }
+}
+
+#ifdef FASTGAN_AVX512_DISPATCH
+// NV vectors of 16 floats of weighted_row_sum's columns [d0, d0 + 16 NV), the last one `last` masked.
+template <int NV>
+FASTGAN_TARGET_AVX512 inline void weighted_row_block16(float* __restrict__ out, const float* __restrict__ base,
+                                                      int64_t dim, int64_t d0, const int64_t* __restrict__ row,
+                                                      const float* __restrict__ coef, int64_t count, bool accumulate,
+                                                      __mmask16 last) {
+  __m512 acc[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) acc[v] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < count; ++i) {
+    const float* src = base + row[i] * dim + d0;
+    const __m512 c = _mm512_set1_ps(coef[i]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      acc[v] = _mm512_fmadd_ps(c, _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, src + 16 * v), acc[v]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 m = v == NV - 1 ? last : 0xFFFF;
+    float* dst = out + d0 + 16 * v;
+    _mm512_mask_storeu_ps(dst, m, accumulate ? _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m, dst)) : acc[v]);
+  }
+}
+
+// weighted_row_sum for float in 16-float vectors, twice the AVX2 build's Vectorized<float>, and the last
+// columns in one pass of up to 8 vectors, the final one masked (the AVX2 loop walks them one vector a pass).
+// The paper's D backward on one core (256 KB blocks): the 200 x 784 -> 240 x 5 layer's weight gradient went
+// from 1.01 to 0.92 ms, the 200 x 240 -> 240 x 5 layer's three gradients from 0.82 to 0.62 ms.
+FASTGAN_TARGET_AVX512 void weighted_row_sum_avx512(float* __restrict__ out, const float* __restrict__ base,
+                                                   int64_t dim, const int64_t* __restrict__ row,
+                                                   const float* __restrict__ coef, int64_t count, bool accumulate) {
+  int64_t d0 = 0;
+  for (; d0 + 128 <= dim; d0 += 128)
+    weighted_row_block16<8>(out, base, dim, d0, row, coef, count, accumulate, 0xFFFF);
+  if (d0 == dim) return;
+  const int64_t rest = dim - d0, vecs = (rest + 15) / 16;
+  const __mmask16 last = static_cast<__mmask16>((1u << (rest - 16 * (vecs - 1))) - 1);
+  switch (vecs) {
+#define FASTGAN_BLOCK_CASE(n) \
+  case n:                     \
+    return weighted_row_block16<n>(out, base, dim, d0, row, coef, count, accumulate, last);
+    FASTGAN_BLOCK_CASE(1) FASTGAN_BLOCK_CASE(2) FASTGAN_BLOCK_CASE(3) FASTGAN_BLOCK_CASE(4)
+    FASTGAN_BLOCK_CASE(5) FASTGAN_BLOCK_CASE(6) FASTGAN_BLOCK_CASE(7) FASTGAN_BLOCK_CASE(8)
+#undef FASTGAN_BLOCK_CASE
+  }
+}
+#endif
+
+// weighted_row_sum_vec, or its AVX-512 form for float where the CPU runs it.
+template <typename scalar_t>
+void weighted_row_sum(scalar_t* __restrict__ out, const scalar_t* __restrict__ base, int64_t dim,
+                      const int64_t* __restrict__ row, const scalar_t* __restrict__ coef, int64_t count,
+                      bool accumulate) {
+#ifdef FASTGAN_AVX512_DISPATCH
+  if constexpr (std::is_same_v<scalar_t, float>)
+    if (has_avx512()) return weighted_row_sum_avx512(out, base, dim, row, coef, count, accumulate);
+#endif
+  weighted_row_sum_vec(out, base, dim, row, coef, count, accumulate);
 }
 
 // Rows per parallel task: about 32k pieces, so 2 cores get work at batch 100 and tasks outweigh overhead.
@@ -556,10 +617,12 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
   const int64_t rows = x.size(0), dim = x.size(1), units = grad_y.size(1), K = pieces;
-  // The GEMMs on a dense grad_z win once more than about half of it is nonzero. Measured on one core,
-  // 100 x 784 -> U x K against MKL: the sparse products are 4.6x faster at (1-p)/K = 0.1, 3.1x at 0.2,
-  // 1.15x at 0.5 and 0.57x at 1 (K = 1, p = 0: a plain linear layer).
-  if ((1.0 - p) / K > 0.5) {
+  // The GEMMs on a dense grad_z win once enough of it is nonzero. Measured on one core, 100 x 784 -> 1200
+  // pieces, all three gradients, against oneDNN's float32 GEMMs: the sparse products are 2.6x faster at
+  // (1-p)/K = 0.1 (the paper's K = 5, p = 0.5), 1.4x at 0.2, 0.94x at 0.25 and 0.45x at 0.5. Against MKL's
+  // GEMMs (float64, or torch without oneDNN) they were still 1.15x faster at 0.5.
+  const double dense_above = x.scalar_type() == at::kFloat && dense_linear_uses_onednn() ? 0.2 : 0.5;
+  if ((1.0 - p) / K > dense_above) {
     const at::Tensor grad_z = maxout_dropout_backward_cpu(grad_y, argmax, pieces, p, seed, offset);
     return {needs_grad[0] ? dense_linear(grad_z, weight.t(), std::nullopt) : x.new_empty({0}),
             needs_grad[1] ? dense_linear(grad_z.t(), x.t(), std::nullopt) : x.new_empty({0}),
@@ -584,9 +647,10 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
                        gp + r * units + u0);
     });
     // Both products go in blocks whose operand rows (x rows for grad_weight, weight rows for grad_x) fill
-    // about 256 KB, so they are read from L2: the 1024 x 784 -> 1200 x 5 backward gathered 2 GB from L3
-    // without the blocks.
-    const int64_t block_bytes = 256 * 1024;
+    // about 1 MB, so they are read from L2: the 1024 x 784 -> 1200 x 5 backward gathered 2 GB from L3
+    // without the blocks. Each block after the first reads and writes grad_weight again: at 256 KB the D
+    // step's 200 x 784 -> 240 x 5 weight gradient took 0.92 ms on one core, at 1 MB 0.77 ms.
+    const int64_t block_bytes = 1024 * 1024;
     if (needs_grad[1] || needs_grad[2]) {
       scalar_t* gw = needs_grad[1] ? grad_weight.data_ptr<scalar_t>() : nullptr;
       scalar_t* gb = needs_grad[2] ? grad_bias.data_ptr<scalar_t>() : nullptr;
