@@ -115,8 +115,11 @@ def test_non_contiguous_and_leading_dims(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKEND_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+# (20, 130, 9, 3): the CPU backward's dense GEMMs at p = 0 in float32 (1/3 of grad_z nonzero) and its sparse
+# products in float64; (400, 784, 20, 5): x spans more than one of the sparse products' 1 MB row blocks.
 @pytest.mark.parametrize("batch,features,units,pieces", [(0, 5, 3, 2), (1, 1, 1, 1), (37, 50, 7, 5),
-                                                         (100, 784, 240, 5), (3, 33, 257, 16)])
+                                                         (100, 784, 240, 5), (3, 33, 257, 16), (20, 130, 9, 3),
+                                                         (400, 784, 20, 5)])
 def test_maxout_linear_matches_reference(device, backend, dtype, batch, features, units, pieces):
     skip_slow_triton(backend, batch * units)
     g = torch.Generator().manual_seed(features)
