@@ -561,8 +561,10 @@ std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x_in, const at::Tens
   at::Tensor y = at::empty({rows, units}, x.options());
   at::Tensor argmax = at::empty({rows, units}, x.options().dtype(at::kChar));
   // Tiles of up to 256 rows x ~512 columns (whole units): a float32 z tile of 512 KB stays in L2 for the
-  // epilogue. Cutting the columns costs the GEMM nothing measurable (82 ms for 1024x784 @ 784x6000 on one
-  // core, whole or in 320-1500-column blocks); 32-row blocks cost 30%, so rows are cut coarsely.
+  // epilogue. Cutting the columns cost MKL's GEMM nothing measurable (82 ms for 1024x784 @ 784x6000 on one
+  // core, whole or in 320-1500-column blocks); 32-row blocks cost 30%, so rows are cut coarsely. On oneDNN
+  // (dense_linear) the whole D-step layer, 200 x 784 -> 240 x 5 with its epilogue, takes 1.57 ms on one core
+  // against 1.45 ms for its bare GEMM.
   // The tile count is rounded up to a multiple of the threads: the paper's 240 x 5 layer made 3 tiles for 2
   // cores, so one core ran two tiles while the other waited.
   const int64_t tile_rows = std::min<int64_t>(256, std::max<int64_t>(rows, 1));
