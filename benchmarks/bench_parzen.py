@@ -99,7 +99,7 @@ def make_fn(provider):
 
 def alloc_mb(provider, n):
     if provider.startswith("fused"):
-        return 128 * 512 * 4 / 2**20
+        return 256 * 512 * 4 / 2**20
     if provider == "released-code":
         return 10 * M * D * 4 / 2**20
     return n * M * 4 / 2**20
