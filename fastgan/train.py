@@ -66,8 +66,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
-# Both presets are the paper's nets and optimiser. mnist-quick stops after 6,000 steps (~3 minutes at the
-# ~30 ms a step of a quiet 2-core CPU) and estimates the log-likelihood from 2,000 samples instead of 10,000,
+# Both presets are the paper's nets and optimiser. mnist-quick stops after 6,000 steps (~1.5 minutes at the
+# ~16 ms a step of a quiet 2-core CPU) and estimates the log-likelihood from 2,000 samples instead of 10,000,
 # so its figures sit below a long run's. It has a step budget, not a time budget: cut short on a busy
 # machine, a GAN stops in its early phase, where D wins and the log-likelihood first drops (measured: 468
 # steps in 5 busy minutes gave -198, below the untrained -72). --minutes adds a time cap.

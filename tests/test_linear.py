@@ -94,6 +94,14 @@ def test_bad_arguments_name_the_argument(call, error, name):
         call(torch.randn(4, 6), torch.randn(3, 6))
 
 
+def test_gradcheck_and_double_backward():
+    # the backward runs the same op, so create_graph=True differentiates it again (e.g. a penalty on G's gradients)
+    args = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in ((4, 3), (5, 3), (5,))]
+    fn = lambda x, w, b: linear(x, w, b, backend="cpu")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+
+
 def test_opcheck():
     x = torch.randn(5, 6, requires_grad=True)
     w = torch.randn(4, 6, requires_grad=True)
