@@ -77,6 +77,13 @@ def test_leading_dims_strided_inputs_and_other_backends():
         y = linear(x, w_t.t(), b, backend=backend)
         assert y.shape == (4, 3, 6)
         torch.testing.assert_close(y.double(), want, **_float32_tolerance(10))
+    # empty batches and zero input features
+    for shape, w_shape in [((0, 5), (3, 5)), ((4, 0), (3, 0))]:
+        x0, w0 = torch.randn(shape, requires_grad=True), torch.randn(w_shape, requires_grad=True)
+        y = linear(x0, w0, b[:3], backend="cpu")
+        torch.testing.assert_close(y, F.linear(x0, w0, b[:3]))
+        y.sum().backward()
+        assert w0.grad.shape == w_shape and not w0.grad.any()
     # half precision on the CPU backend falls back to F.linear
     assert linear(x.bfloat16(), w_t.t().bfloat16(), None).dtype == torch.bfloat16
 

@@ -10,6 +10,7 @@ On the "cpu" backend this is the custom op fastgan::linear (forward, and backwar
 grad_x = grad @ weight, grad_weight = grad.T @ x, each a linear on transposed views read in place). The
 other backends run F.linear: on a GPU, cuBLAS is already the GEMM to use.
 """
+import math
 from typing import Optional
 
 import torch
@@ -68,5 +69,5 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend:
     check_same(list(named.values()), list(named))
     if pick_backend(backend, x.device, x.dtype) != "cpu":
         return F.linear(x, weight, bias)
-    y = linear_op(x.reshape(-1, x.shape[-1]), weight, bias)
+    y = linear_op(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias)  # not -1: in_features may be 0
     return y.reshape(*x.shape[:-1], weight.shape[0])
