@@ -10,13 +10,14 @@ import torch
 from torch import Tensor, nn
 
 from .models import Generator
+from .nn import Linear
 
 __all__ = ["Encoder", "fit_encoder", "latent_error"]
 
 
 class Encoder(nn.Module):
     """x [N, data_dim] -> z [N, noise_dim]: ReLU hidden layers (G's sizes, mirrored) and a linear output, as z is
-    Gaussian and unbounded."""
+    Gaussian and unbounded. The layers are fastgan.nn.Linear (oneDNN products on the CPU)."""
 
     def __init__(self, data_dim: int = 784, noise_dim: int = 100, hidden: Sequence[int] = (1200, 1200)):
         super().__init__()
@@ -24,8 +25,8 @@ class Encoder(nn.Module):
         sizes = [data_dim, *hidden]
         layers = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], noise_dim))
+            layers += [Linear(n_in, n_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers, Linear(sizes[-1], noise_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -75,7 +76,9 @@ def fit_encoder(encoder: Encoder, generator: Generator, steps: int, batch_size: 
     was_training = generator.training
     generator.eval()
     encoder.train()
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    # fused=True: one pass over parameters, gradients and moments. An encoder step (batch 100, G fixed, 2 threads)
+    # took 16.8 ms with nn.Linear and foreach Adam, 10.1-10.8 with fused Adam, 6.8 with fastgan's Linear too.
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, fused=True)
     bar = tqdm(range(steps), disable=not progress, unit="step", dynamic_ncols=True, desc="encoder")
     for step in bar:
         x, z = _pairs(generator, batch_size, rng)
