@@ -109,6 +109,24 @@ def test_gradcheck_and_double_backward():
     assert torch.autograd.gradgradcheck(fn, args)
 
 
+def test_generator_under_torch_func_transforms():
+    # as with nn.Linear layers: torch.func.grad with functional_call, jacrev and vmap over the generator
+    from torch.func import functional_call, grad, jacrev, vmap
+
+    torch.manual_seed(0)
+    g = Generator(hidden=(30,), backend="cpu").double()
+    z = torch.randn(3, 100, dtype=torch.float64)
+    params = {k: v.detach() for k, v in g.named_parameters()}
+    grads = grad(lambda p: functional_call(g, p, (z,)).sum())(params)
+    g(z).sum().backward()
+    for name, param in g.named_parameters():
+        torch.testing.assert_close(grads[name], param.grad)
+    jacobian = jacrev(lambda v: g(v[None])[0])(z[0])
+    v = z[0].clone().requires_grad_()
+    torch.testing.assert_close(jacobian[5], torch.autograd.grad(g(v[None])[0, 5], v)[0])
+    torch.testing.assert_close(vmap(g)(z[:, None])[:, 0], g(z))
+
+
 def test_opcheck():
     x = torch.randn(5, 6, requires_grad=True)
     w = torch.randn(4, 6, requires_grad=True)

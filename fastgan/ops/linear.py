@@ -52,7 +52,7 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend:
     """F.linear(x, weight, bias): x [..., in], weight [out, in], bias [out] or None -> [..., out].
 
     backend "cpu" (what "auto" picks for CPU tensors) runs float32 through oneDNN and float64 through
-    at::addmm; the other backends, and half precision on the CPU, run F.linear.
+    at::addmm; the other backends, half precision on the CPU and calls under torch.func transforms run F.linear.
     Raises TypeError/ValueError naming the argument for a wrong type, dtype, device or shape.
     """
     check_tensor(x, "x")
@@ -67,7 +67,9 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend:
             raise ValueError(f"bias must be [{weight.shape[0]}] (weight's rows), got shape {tuple(bias.shape)}")
     named = {"x": x, "weight": weight, **({"bias": bias} if bias is not None else {})}
     check_same(list(named.values()), list(named))
-    if pick_backend(backend, x.device, x.dtype) != "cpu":
+    if pick_backend(backend, x.device, x.dtype) != "cpu" or torch._C._functorch.peek_interpreter_stack() is not None:
+        # under torch.func transforms (grad, jacrev, vmap; the fused custom ops do not support them) F.linear,
+        # so a generator made of these layers still works there as one of nn.Linear does
         return F.linear(x, weight, bias)
     y = linear_op(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias)  # not -1: in_features may be 0
     return y.reshape(*x.shape[:-1], weight.shape[0])
