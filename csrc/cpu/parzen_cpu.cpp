@@ -1,8 +1,8 @@
 // CPU kernels of the Parzen-window log-sum-exp. Row blocks of x are shared among threads; each walks the
-// centres in column blocks: one BLAS GEMM gives the tile's dot products x.mu into a thread-local buffer
-// that stays in L2, and the epilogue turns them into distances and folds them into every sigma's online
-// log-sum-exp (common/parzen_math.h) before the next tile. Memory: the inputs, [N, S] and one tile per
-// thread; the N x M distance matrix never exists.
+// centres in column blocks: one GEMM (dense_linear: oneDNN for float32) gives the tile's dot products x.mu,
+// small enough to stay in L2, and the epilogue turns them into distances and folds them into every sigma's
+// online log-sum-exp (common/parzen_math.h) before the next tile. Memory: the inputs, [N, S] and one tile
+// at a time per thread; the N x M distance matrix never exists.
 #include "cpu/parzen_cpu.h"
 
 #include <ATen/Parallel.h>

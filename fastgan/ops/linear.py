@@ -1,10 +1,9 @@
 """x @ weight.T + bias, as F.linear, with the CPU backend's float32 products on oneDNN.
 
 torch's CPU GEMMs (nn.Linear, torch.mm) call MKL's sgemm, which takes AVX2 code on non-Intel CPUs; oneDNN,
-which torch also ships, chooses by the CPU's features. On the AMD EPYC (AVX-512) where fastgan is developed,
-the generator's products ran at 50-56 GMAC/s a core through MKL and 100-126 through oneDNN (one thread,
-100 x 1200 @ 1200 x 1200 and the other shapes of the paper's nets; BENCHMARKS.md). The CPU kernels' own
-tiles (maxout_linear, parzen) use the same C++ routine, csrc/cpu/dense_linear.cpp.
+which torch also ships, chooses by the CPU's features and ran the paper's shapes ~2x faster on our AMD EPYC
+(csrc/cpu/dense_linear.h has the figures, BENCHMARKS.md the benchmark). The CPU kernels' own tiles
+(maxout_linear, parzen) use the same C++ routine.
 
 On the "cpu" backend this is the custom op fastgan::linear (forward, and backward through the same op:
 grad_x = grad @ weight, grad_weight = grad.T @ x, each a linear on transposed views read in place). The
