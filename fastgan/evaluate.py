@@ -82,7 +82,7 @@ def _log_likelihoods(points, samples, sigmas, batch_size, progress, desc, **kwar
 
 
 def parzen_log_likelihood(samples: Tensor, valid: Tensor, test: Tensor, sigmas: Optional[Sequence[float]] = None, *,
-                          batch_size: int = 1000, progress: bool = True, precision: str = "fp32",
+                          batch_size: int = 1000, progress: bool = True, precision: Optional[str] = None,
                           backend: str = "auto", group=None) -> ParzenResult:
     """The paper's Parzen protocol: sigma chosen on `valid`, mean +- standard error on `test`.
 

@@ -23,6 +23,12 @@ def test_cuda_kernels_compile_with_nvcc(source, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "kernel.o").stat().st_size > 0
+    if os.path.basename(source) == "maxout_cuda.cu":
+        # more than 16 pieces (17 and 32 in test_maxout) launch the generic layer kernel: built for all 4 dtypes
+        # (the mangled names of its float, double, __half and __nv_bfloat16 instantiations)
+        kernels = (tmp_path / "kernel.o").read_bytes()
+        for dtype in ("ff", "dd", "6__halff", "13__nv_bfloat16f"):
+            assert b"maxout_linear_fwd_generic_kernelI" + dtype.encode() in kernels, dtype
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not found: the CUDA bindings cannot be compile-checked")

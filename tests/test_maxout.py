@@ -59,7 +59,8 @@ def check_maxout_dropout(z, pieces, p, backend, dtype):
 @pytest.mark.parametrize("device,backend", BACKEND_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("units", [1, 7, 240, 257])
-@pytest.mark.parametrize("pieces", [1, 2, 5, 16])
+# 17 and 32: beyond the 16 pieces of the CPU's AVX-512 rows and of the CUDA layer kernel's templated K
+@pytest.mark.parametrize("pieces", [1, 2, 5, 16, 17, 32])
 @pytest.mark.parametrize("batch", [0, 1, 3, 100])
 def test_maxout_dropout_matches_reference(device, backend, dtype, units, pieces, batch):
     skip_slow_triton(backend, batch * units)

@@ -85,8 +85,6 @@ std::vector<at::Tensor> maxout_linear_cuda(const at::Tensor& x_in, const at::Ten
                   bias_in.size(0) == weight_in.size(0),
               "x must be [R, D], weight [U*", pieces, ", D] and bias [U*", pieces, "], got ", x_in.sizes(), ", ",
               weight_in.sizes(), " and ", bias_in.sizes());
-  if (pieces > kMaxoutLinearMaxPieces)  // more accumulators than registers allow: GEMM, then the elementwise op
-    return maxout_dropout_cuda(at::addmm(bias_in, x_in, weight_in.t()), pieces, p, seed, offset);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), bias = bias_in.contiguous();
   const int64_t rows = x.size(0), units = weight.size(0) / pieces;

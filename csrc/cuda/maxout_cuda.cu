@@ -3,7 +3,8 @@
 // each piece (coalesced) when inner > 1, and neighbouring units' pieces when inner = 1. The layer kernel
 // is a shared-memory tiled GEMM (16 x 16 threads, one (row, unit) each, one register accumulator per
 // piece) whose epilogue adds the bias, takes the max and applies the dropout, so z never reaches global
-// memory. It uses no tensor cores: a cuBLAS GEMM + the elementwise kernel may be faster for large layers.
+// memory; beyond 16 pieces a generic kernel takes them one at a time. No tensor cores: a cuBLAS GEMM + the
+// elementwise kernel may be faster for large layers.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -99,6 +100,44 @@ __global__ void maxout_linear_fwd_kernel(const scalar_t* __restrict__ x, const s
   argmax[e] = static_cast<int8_t>(arg);
 }
 
+// More pieces than registers allow one accumulator each (K > kMaxoutLinearMaxPieces): the pieces one after
+// another, each a full pass over the features through the same shared-memory tiles, so x is read K times.
+template <typename scalar_t, typename acc_t>
+__global__ void maxout_linear_fwd_generic_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ weight,
+                                                 const scalar_t* __restrict__ bias, int64_t rows, int64_t features,
+                                                 int64_t units, int pieces, DropoutParams d,
+                                                 scalar_t* __restrict__ y, int8_t* __restrict__ argmax) {
+  __shared__ acc_t xs[kTile][kTile + 1];
+  __shared__ acc_t ws[kTile][kTile + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t row = blockIdx.y * (int64_t)kTile + ty, unit = blockIdx.x * (int64_t)kTile + tx;
+  const int64_t staged_unit = blockIdx.x * (int64_t)kTile + ty;  // the unit whose piece thread (tx, ty) stages
+  const bool owns = row < rows && unit < units;
+  acc_t best = 0;
+  int arg = 0;
+  for (int k = 0; k < pieces; ++k) {
+    acc_t acc = 0;
+    for (int64_t f0 = 0; f0 < features; f0 += kTile) {
+      const int64_t f = f0 + tx;
+      xs[ty][tx] = (row < rows && f < features) ? static_cast<acc_t>(x[row * features + f]) : acc_t(0);
+      ws[ty][tx] = (staged_unit < units && f < features)
+                       ? static_cast<acc_t>(weight[(staged_unit * pieces + k) * features + f]) : acc_t(0);
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < kTile; ++j) acc += xs[ty][j] * ws[tx][j];
+      __syncthreads();
+    }
+    if (owns) {
+      const acc_t v = acc + static_cast<acc_t>(bias[unit * pieces + k]);
+      if (k == 0 || maxout_takes(v, best)) best = v, arg = k;
+    }
+  }
+  if (!owns) return;
+  const int64_t e = row * units + unit;
+  y[e] = static_cast<scalar_t>(apply_dropout(best, d, dropout_index(d.offset, row, units, unit)));
+  argmax[e] = static_cast<int8_t>(arg);
+}
+
 template <typename scalar_t, typename acc_t, int K>
 void launch_linear(const scalar_t* x, const scalar_t* weight, const scalar_t* bias, int64_t rows, int64_t features,
                    int64_t units, const DropoutParams& d, scalar_t* y, int8_t* argmax, cudaStream_t stream) {
@@ -145,8 +184,12 @@ void maxout_linear_cuda_launch(const scalar_t* x, const scalar_t* weight, const 
     FASTGAN_LINEAR_CASE(9) FASTGAN_LINEAR_CASE(10) FASTGAN_LINEAR_CASE(11) FASTGAN_LINEAR_CASE(12)
     FASTGAN_LINEAR_CASE(13) FASTGAN_LINEAR_CASE(14) FASTGAN_LINEAR_CASE(15) FASTGAN_LINEAR_CASE(16)
 #undef FASTGAN_LINEAR_CASE
-    default:
-      return;  // the binding checks pieces <= kMaxoutLinearMaxPieces before launching
+    default: {
+      const dim3 grid(static_cast<unsigned>((units + kTile - 1) / kTile),
+                      static_cast<unsigned>((rows + kTile - 1) / kTile));
+      maxout_linear_fwd_generic_kernel<scalar_t, acc_t><<<grid, dim3(kTile, kTile), 0, stream>>>(
+          x, weight, bias, rows, features, units, static_cast<int>(pieces), d, y, argmax);
+    }
   }
 }
 

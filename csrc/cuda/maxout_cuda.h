@@ -7,7 +7,8 @@
 
 namespace fastgan {
 
-// The fused layer keeps one accumulator per piece in registers: up to this many pieces.
+// The fused layer keeps one accumulator per piece in registers up to this many pieces (a kernel templated on
+// K); more pieces run a generic kernel that loops over them.
 constexpr int kMaxoutLinearMaxPieces = 16;
 
 // y[e], argmax[e] for the n = R*U*inner elements of y [R, U, inner] from z [R, U*K, inner] (element e's
@@ -24,7 +25,7 @@ void maxout_dropout_backward_cuda_launch(const scalar_t* grad_y, const int8_t* a
                                          cudaStream_t stream);
 
 // y, argmax [R, U] of maxout_dropout(x @ weight.T + bias) for x [R, D], weight [U*K, D], bias [U*K], all
-// row-major; z is computed in shared-memory tiles and never written. Needs pieces <= kMaxoutLinearMaxPieces.
+// row-major; z is computed in shared-memory tiles and never written. Any pieces in [1, 127].
 template <typename scalar_t>
 void maxout_linear_cuda_launch(const scalar_t* x, const scalar_t* weight, const scalar_t* bias, int64_t rows,
                                int64_t features, int64_t units, int64_t pieces, double p, int64_t seed,
