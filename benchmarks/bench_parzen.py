@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from fastgan import reference
-from fastgan.evaluate import DEFAULT_SIGMAS
+from fastgan.paper.evaluate import DEFAULT_SIGMAS
 from fastgan.ops.parzen import parzen_log_density
 from providers import DEVICE, GEMM_PROVIDERS, compiled, fused_providers, onednn_mm, peak_memory
 

@@ -5,7 +5,7 @@ then a G step. Providers:
   detaches G(z), the G step back-propagates through D's weights too, as most GAN code does), drawing fresh
   noise for the G step as Algorithm 1 does (so both sides run G forward twice per iteration);
 - compile: the same modules under torch.compile;
-- fastgan-<backend>: fastgan.train.Trainer.train_step on that backend (fused maxout layers, fused linear
+- fastgan-<backend>: fastgan.paper.train.Trainer.train_step on that backend (fused maxout layers, fused linear
   log-loss at D's output, no D weight gradients in the G step); "+compile": Trainer(compile=True);
 - gemm: only the matrix products one step needs (forward and backward), back to back: the floor; on torch.mm,
   and as gemm-onednn on oneDNN's matmul, which fastgan's CPU products use (fastgan.ops.linear).
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgan.models import ModelConfig, build_models
-from fastgan.train import TrainConfig, Trainer
+from fastgan.paper.models import ModelConfig, build_models
+from fastgan.paper.train import TrainConfig, Trainer
 from providers import DEVICE, GEMM_PROVIDERS, fused_providers, onednn_mm, peak_memory
 
 BATCH = 100

@@ -1,4 +1,5 @@
-"""nn.Modules over fastgan's fused ops, for use in any GAN code."""
+"""nn.Modules over fastgan's fused ops, for use in any GAN code, and eval_mode for evaluating them."""
+import contextlib
 import math
 
 import torch
@@ -16,6 +17,8 @@ class GANLoss(torch.nn.Module):
 
     forward(real_logits, fake_logits) is the discriminator loss, so the module drops in where
     BCEWithLogits on real/fake targets was. return_stats=True makes each call also return DStats.
+    linear_discriminator / linear_generator take D's last hidden layer and its output layer's weight and
+    bias instead of logits, fusing that layer too (fastgan.linear_discriminator_loss): the logits never exist.
     """
 
     def __init__(self, saturating=False, backend="auto", return_stats=False, check_finite=True):
@@ -33,6 +36,12 @@ class GANLoss(torch.nn.Module):
 
     def generator(self, fake_logits):
         return gan_loss.generator_loss(fake_logits, saturating=self.saturating, **self._options())
+
+    def linear_discriminator(self, h_real, h_fake, weight, bias=None):
+        return gan_loss.linear_discriminator_loss(h_real, h_fake, weight, bias, **self._options())
+
+    def linear_generator(self, h_fake, weight, bias=None):
+        return gan_loss.linear_generator_loss(h_fake, weight, bias, saturating=self.saturating, **self._options())
 
     forward = discriminator
 
@@ -122,3 +131,17 @@ class MaxoutConv2d(torch.nn.Conv2d):
 
     def extra_repr(self):
         return super().extra_repr() + f", units={self.units}, pieces={self.pieces}, p={self.p}, backend={self.backend!r}"
+
+
+@contextlib.contextmanager
+def eval_mode(*modules):
+    """Puts the modules in eval mode (dropout off) for the block and gives each its own mode back after it,
+    also when an exception leaves the block."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)

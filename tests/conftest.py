@@ -45,3 +45,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def d_loss(d, real, fake, **kwargs):
+    """-V(D, G) and DStats as the trainer computes them, on D's own backend."""
+    from fastgan.nn import GANLoss
+    from fastgan.paper.train import discriminator_loss
+
+    return discriminator_loss(GANLoss(backend=d.backend, return_stats=True), d, real, fake, **kwargs)
+
+
+def g_loss(d, fake, saturating=False, **kwargs):
+    from fastgan.nn import GANLoss
+    from fastgan.paper.train import generator_loss
+
+    return generator_loss(GANLoss(saturating=saturating, backend=d.backend, return_stats=True), d, fake, **kwargs)[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastgan import data
+from fastgan.paper import data
 
 
 def write_idx(path, array, magic_type=0x08, compress=False, truncate=0, count=None):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from fastgan.inference import Encoder, fit_encoder, latent_error
-from fastgan.models import ModelConfig, build_models
+from fastgan.paper.inference import Encoder, fit_encoder, latent_error
+from fastgan.paper.models import ModelConfig, build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small nets: see conftest.py
 
@@ -50,8 +50,8 @@ def test_bad_input_shapes():
 def test_cli_reconstruct(tmp_path, capsys):
     from PIL import Image
 
-    from fastgan.__main__ import main
-    from fastgan.train import Trainer
+    from fastgan.paper.cli import main
+    from fastgan.paper import checkpoint
 
     out = tmp_path / "run"
     assert main(["train", "--steps", "1", "--backend", "torch", "--out", str(out), "--parzen-samples", "20",
@@ -61,8 +61,6 @@ def test_cli_reconstruct(tmp_path, capsys):
     assert "reconstruction error |G(E(x)) - x|^2 per pixel on the 714 test digits" in printed
     with Image.open(out / "reconstructions.png") as image:  # 2 rows of 6 (digit, reconstruction) pairs
         assert image.size == (2 * (12 * 30 + 2), 2 * (2 * 30 + 2))
-    saved = Trainer.load_checkpoint(out / "encoder.pt")
-    encoder = Encoder(**saved["encoder_config"])
-    encoder.load_state_dict(saved["encoder"])
+    saved, encoder = checkpoint.load_encoder(out / "encoder.pt")
     assert saved["steps"] == 3 and saved["checkpoint_step"] == 1 and encoder(torch.rand(2, 784)).shape == (2, 100)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary file left

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import fastgan
 from conftest import TOLERANCES
 from fastgan import _ext
-from fastgan.models import Generator
+from fastgan.paper.models import Generator
 from fastgan.nn import Linear
 from fastgan.ops.linear import linear, linear_op
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from fastgan import backends
-from fastgan.models import Discriminator, Generator, ModelConfig, build_models
+from fastgan.paper.models import Discriminator, Generator, ModelConfig, build_models
 from fastgan.nn import MaxoutConv2d
 from fastgan.ops import discriminator_loss, generator_loss
+
+from conftest import d_loss, g_loss
 
 needs_cpu_kernels = pytest.mark.skipif(backends.why_not("cpu", "cpu") is not None,
                                        reason=f"cpu backend: {backends.why_not('cpu', 'cpu')}")
@@ -49,10 +51,10 @@ def test_linear_loss_equals_loss_on_logits():
     _, d = build_models(ModelConfig(), backend="torch")
     d.eval()  # no dropout, so both paths see the same features
     real, fake = torch.rand(5, 784), torch.rand(6, 784)
-    d_loss, stats = d.loss(real, fake)
-    torch.testing.assert_close(d_loss, discriminator_loss(d(real), d(fake), backend="torch"))
+    loss, stats = d_loss(d, real, fake)
+    torch.testing.assert_close(loss, discriminator_loss(d(real), d(fake), backend="torch"))
     for saturating in (False, True):
-        torch.testing.assert_close(d.generator_loss(fake, saturating=saturating),
+        torch.testing.assert_close(g_loss(d, fake, saturating=saturating),
                                    generator_loss(d(fake), saturating=saturating, backend="torch"))
     assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1
 
@@ -68,7 +70,7 @@ def test_fused_path_equals_reference_path_at_same_seed():
     results = []
     for d in (reference, fused):
         torch.manual_seed(1)  # the same dropout masks (input dropout and both maxout layers)
-        loss, _ = d.loss(real, fake)
+        loss, _ = d_loss(d, real, fake)
         grads = torch.autograd.grad(loss, list(d.parameters()))
         results.append((loss, grads))
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-6, rtol=1e-5)
@@ -93,7 +95,7 @@ def test_model_config_round_trip():
 def test_figures_2_and_3_png(tmp_path):
     from PIL import Image
 
-    from fastgan.viz import interpolation_figure, nearest_neighbours, samples_figure
+    from fastgan.paper.viz import interpolation_figure, nearest_neighbours, samples_figure
 
     torch.manual_seed(0)
     g, _ = build_models(ModelConfig(g_hidden=(8,)), backend="torch")
@@ -132,7 +134,7 @@ def test_conv_discriminator_shapes_and_gradients(backend):
     assert [layer.weight.shape for layer in d.hidden] == [(8, 3, 5, 5), (12, 4, 5, 5)]
     x = torch.rand(5, 3 * 9 * 7)
     assert d.features(x).shape == (5, 6 * 3 * 2)  # 9 x 7 -> 5 x 4 -> 3 x 2
-    loss, _ = d.loss(x, torch.rand(5, 3 * 9 * 7), seeds=[1, 2, 3])
+    loss, _ = d_loss(d, x, torch.rand(5, 3 * 9 * 7), seeds=[1, 2, 3])
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
 
@@ -146,7 +148,7 @@ def test_conv_discriminator_cpu_kernels_match_reference():
         torch.manual_seed(0)
         nets[backend] = build_models(config, backend=backend)[1].double()
     x = torch.rand(4, 128, dtype=torch.float64)
-    losses = {b: d.loss(x, x.flip(0), seeds=[7, 8, 9])[0] for b, d in nets.items()}
+    losses = {b: d_loss(d, x, x.flip(0), seeds=[7, 8, 9])[0] for b, d in nets.items()}
     torch.testing.assert_close(losses["cpu"], losses["torch"])
     for d in nets.values():
         d.zero_grad()
@@ -155,7 +157,7 @@ def test_conv_discriminator_cpu_kernels_match_reference():
     for (name, p), q in zip(nets["cpu"].named_parameters(), nets["torch"].parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
     # what G learns from: the gradient of its loss with respect to the images, through dropout and both layers
-    grads = {b: torch.autograd.grad(d.generator_loss(x.requires_grad_(), seeds=[7, 8, 9]), x)[0]
+    grads = {b: torch.autograd.grad(g_loss(d, x.requires_grad_(), seeds=[7, 8, 9]), x)[0]
              for b, d in nets.items()}
     assert grads["torch"].abs().sum() > 0
     torch.testing.assert_close(grads["cpu"], grads["torch"])

@@ -12,7 +12,7 @@ import torch
 from conftest import BACKEND_CASES
 
 from fastgan import reference
-from fastgan.evaluate import DEFAULT_SIGMAS, parzen_log_likelihood
+from fastgan.paper.evaluate import DEFAULT_SIGMAS, parzen_log_likelihood
 from fastgan.ops.parzen import parzen_log_density
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -112,8 +112,8 @@ def test_float32_within_001_nat_on_mnist_like_data():
 
 
 def test_float32_within_001_nat_on_real_mnist():
-    """The same bar on the real digits shipped with fastgan.data (test digits under the training digits)."""
-    data = pytest.importorskip("fastgan.data")
+    """The same bar on the real digits shipped with fastgan.paper.data (test digits under the training digits)."""
+    data = pytest.importorskip("fastgan.paper.data")
     splits = data.load_mnist()
     test, train = splits.test.images[:300], splits.train.images
     ref = reference.parzen_log_density(test.double(), train.double(), torch.tensor([0.1], dtype=torch.float64))

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fastgan import backends
-from fastgan.evaluate import parzen_log_likelihood
+from fastgan.paper.evaluate import parzen_log_likelihood
 from fastgan.ops.parzen import parzen_log_density
 
 SIGMAS = [0.05, 0.3, 1.0]

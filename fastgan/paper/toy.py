@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ops import discriminator_loss, generator_loss
+from fastgan.ops import discriminator_loss, generator_loss
 
 __all__ = ["DATA_MEAN", "DATA_STD", "GRID", "QuadraticDiscriminator", "discriminator_on_grid", "figure1",
            "fit_discriminator", "integrate", "jensen_shannon", "make_discriminator", "normal_pdf",

@@ -23,9 +23,8 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nn import Linear, MaxoutConv2d, MaxoutLinear
-from .ops import linear_discriminator_loss, linear_generator_loss, maxout_dropout
-from .ops._common import check_tensor
+from fastgan.nn import Linear, MaxoutConv2d, MaxoutLinear
+from fastgan.ops import check_tensor, maxout_dropout
 
 __all__ = ["Discriminator", "Generator", "ModelConfig", "build_models", "check_labels", "one_hot_labels"]
 
@@ -268,33 +267,19 @@ class Discriminator(nn.Module):
         return outputs
 
     def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
-        """D's logits [N] (D(x) = sigmoid(logit)); training uses loss() instead, which never stores them."""
+        """D's logits [N] (D(x) = sigmoid(logit)); training fuses the output layer into the loss
+        (GANLoss.linear_discriminator on features()), which never stores them."""
         return self.output(self.features(x, labels)).squeeze(-1)
 
-    def loss(self, real: Tensor, fake: Tensor, return_stats: bool = True, check_finite: bool = True,
-             real_labels: Optional[Tensor] = None, fake_labels: Optional[Tensor] = None,
-             seeds: Optional[Sequence[int]] = None):
-        """-V(D, G) on a real and a fake batch (one pass of D over both), and DStats if return_stats.
-        check_finite: raise ValueError on a NaN logit (the trainer turns it off and checks the losses itself).
-        A conditional D takes each batch's labels. seeds: as features()."""
-        real_one_hot = one_hot_labels(real_labels, self.num_classes, len(real), real, "real_labels")
-        fake_one_hot = one_hot_labels(fake_labels, self.num_classes, len(fake), fake, "fake_labels")
-        one_hot = torch.cat([real_one_hot, fake_one_hot]) if self.num_classes else None
-        h = self._layers(torch.cat([real, fake]), one_hot, seeds)[-1]
-        return linear_discriminator_loss(h[:len(real)], h[len(real):], self.output.weight, self.output.bias,
-                                         backend=self.backend, return_stats=return_stats, check_finite=check_finite)
 
-    def generator_loss(self, fake: Tensor, saturating: bool = False, return_stats: bool = False,
-                       check_finite: bool = True, labels: Optional[Tensor] = None,
-                       seeds: Optional[Sequence[int]] = None):
-        """G's loss on D(fake): -mean log D (non-saturating) or mean log(1 - D) (saturating)."""
-        return linear_generator_loss(self.features(fake, labels, seeds), self.output.weight, self.output.bias,
-                                     saturating=saturating, backend=self.backend, return_stats=return_stats,
-                                     check_finite=check_finite)
-
-
-def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto"):
-    """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias."""
+def build_models(config: ModelConfig, pixel_means: Optional[Tensor] = None, backend: str = "auto",
+                 seed: Optional[int] = None):
+    """(Generator, Discriminator) for a ModelConfig; pixel_means [data_dim] sets G's output bias. With `seed`,
+    the weights are drawn from a generator seeded with it, and torch's global RNG is left as it was."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_models(config, pixel_means, backend)
     generator = Generator(config.noise_dim, config.g_hidden, config.data_dim, config.g_init_range, pixel_means,
                           config.num_classes, config.g_conv_channels, config.image_shape, backend)
     discriminator = Discriminator(config.data_dim, config.d_units, config.d_pieces, config.d_layers,

@@ -11,12 +11,14 @@ from typing import List, NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from fastgan.nn import eval_mode
+from fastgan.ops import check_tensor
+
 from .data import Split
 from .models import Discriminator, check_labels
-from .ops._common import check_tensor
 
 __all__ = ["WEIGHT_DECAYS", "ProbeResult", "accuracy", "discriminator_features", "fit_logistic_regression",
-           "linear_probe"]
+           "linear_probe", "probe_accuracies"]
 
 # L2 weights searched on the validation split: the best one depends on the inputs and on n (on the offline subset's
 # pixels: 1e-4 at n = 100, 1e-1 at n = 1000, 1e-2 at all).
@@ -35,10 +37,8 @@ def discriminator_features(discriminator: Discriminator, images: Tensor,
     (no dropout)."""
     if discriminator.num_classes:
         raise ValueError("the discriminator is conditional: its features need the labels the classifier predicts")
-    was_training = discriminator.training
-    discriminator.eval()
-    batches = [discriminator.layer_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    discriminator.train(was_training)
+    with eval_mode(discriminator):
+        batches = [discriminator.layer_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     return [torch.cat(layer) for layer in zip(*batches)]
 
 
@@ -94,3 +94,23 @@ def linear_probe(train: Split, valid: Split, test: Split, n_labelled: Optional[i
     fits = [fit_logistic_regression(x_train[chosen], train.labels[chosen], num_classes, wd) for wd in weight_decays]
     best = max(range(len(fits)), key=lambda i: accuracy(fits[i], x_valid, valid.labels))
     return ProbeResult(accuracy(fits[best], x_test, test.labels), weight_decays[best])
+
+
+def probe_accuracies(discriminator: Discriminator, splits, labelled: Sequence[Optional[int]], repeats: int,
+                     num_classes: int, progress: bool = True) -> dict:
+    """Test accuracies (%) of linear_probe on each hidden layer of D and on the pixels, for every n in
+    `labelled` (None: all training digits) over `repeats` random labelled subsets (one for all):
+    {input name: (features, {n: [accuracy, ...]})}, inputs in the order D layer 1, 2, ..., pixels."""
+    from tqdm.auto import tqdm
+
+    features = [discriminator_features(discriminator, split.images) for split in splits[:3]]  # [split][layer]
+    inputs = {f"D layer {i + 1}": [Split(layers[i], split.labels) for layers, split in zip(features, splits[:3])]
+              for i in range(len(discriminator.hidden))}
+    inputs["pixels"] = list(splits[:3])
+    table = {name: (train.images.shape[1], {n: [] for n in labelled}) for name, (train, _, _) in inputs.items()}
+    runs = [(n, seed) for n in labelled for seed in range(1 if n is None else repeats)]
+    for n, seed in tqdm(runs, disable=not progress, unit="subset", desc="fitting"):
+        for name, (train, valid, test) in inputs.items():
+            result = linear_probe(train, valid, test, n, seed=seed, num_classes=num_classes)
+            table[name][1][n].append(100 * result.accuracy)
+    return table
