@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from fastgan import backends
 from fastgan.ops import gan_loss, maxout
 from fastgan.ops.linear import linear_op
 
@@ -78,3 +79,13 @@ def test_jit_trace_records_the_custom_op():
     traced = torch.jit.trace(lambda z: maxout.maxout_dropout_forward(z, 3, 0.0, 0, 0, "cpu")[0], (z,))
     assert "fastgan::maxout_dropout_forward" in str(traced.graph)
     assert torch.equal(traced(z), z.view(4, 2, 3).amax(-1, keepdim=True))
+
+
+def test_backend_choice_carries_the_compile_constant_mark():
+    """backends marks _resolve the way torch.compiler.assume_constant_result does, without importing torch._dynamo
+    at import time; if torch's decorator ever sets something else, this fails (and compiled steps would break)."""
+    def probe():
+        return None
+
+    assert torch.compiler.assume_constant_result(probe) is probe and probe._dynamo_marked_constant is True
+    assert backends._resolve._dynamo_marked_constant is True

@@ -40,7 +40,8 @@ def make_trainer(out_dir=None, backend="torch", config=None, model=TINY, compile
 def test_schedule():
     schedule = Schedule(TrainConfig(momentum_saturate_epoch=4))
     assert schedule.learning_rate(0) == 0.1 and schedule.momentum(0) == 0.5
-    assert schedule.learning_rate(10) == pytest.approx(0.1 / 1.000004 ** 10) and schedule.momentum(2) == pytest.approx(0.6)
+    assert schedule.learning_rate(10) == pytest.approx(0.1 / 1.000004 ** 10)
+    assert schedule.momentum(2) == pytest.approx(0.6)
     assert schedule.learning_rate(10**8) == 1e-6 and schedule.momentum(10) == pytest.approx(0.7)
     sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.1)
     schedule.apply([sgd], step=10, epoch=2)
@@ -257,7 +258,7 @@ def _data_parallel_worker(rank, world_size, init_file, out_dir, backend):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         trainer = make_trainer(backend=backend, config=DATA_PARALLEL_CONFIG, model=NO_DROPOUT)
-        assert trainer.world_size == world_size
+        assert trainer.placement.world_size == world_size
         trainer.train_step()
         torch.save([p.detach() for p in trainer.generator.parameters()] +
                    [p.detach() for p in trainer.discriminator.parameters()], f"{out_dir}/rank{rank}.pt")

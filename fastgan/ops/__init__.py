@@ -5,5 +5,6 @@ from .linear import linear
 from .maxout import maxout_dropout, maxout_linear
 from .parzen import parzen_log_density
 
-__all__ = ["DStats", "check_tensor", "discriminator_loss", "generator_loss", "linear_discriminator_loss", "linear_generator_loss",
+__all__ = ["DStats", "check_tensor", "discriminator_loss", "generator_loss", "linear_discriminator_loss",
+           "linear_generator_loss",
            "linear", "maxout_dropout", "maxout_linear", "parzen_log_density"]

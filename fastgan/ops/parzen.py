@@ -184,6 +184,25 @@ def _check_finite(total, name):
         raise ValueError(f"{name} contains NaN or inf (or values too large to square)")
 
 
+def _centred(x, centers, dtype, group):
+    """(x, centers) in `dtype`, both shifted by the centres' mean, and M, the centres over all ranks.
+    The mean is over all ranks, so every shard uses the same shift; any shift is exact in theory, this one
+    shrinks the norms that the expanded distance cancels."""
+    n_local = torch.tensor([centers.shape[0]], dtype=torch.float64, device=x.device)
+    if group is not None:
+        dist.all_reduce(n_local, group=group)
+    n_centers = int(n_local.item())
+    if n_centers == 0:
+        raise ValueError("centers is empty (M = 0 over all ranks): the Parzen window needs at least one centre")
+    shift = centers.detach().to(dtype).sum(0)
+    if group is not None:
+        dist.all_reduce(shift, group=group)
+    _check_finite(shift, "centers")
+    _check_finite(x.detach().sum(), "x")
+    shift /= n_centers
+    return (x.to(dtype) - shift).contiguous(), (centers.detach().to(dtype) - shift).contiguous(), n_centers
+
+
 def parzen_log_density(x: Tensor, centers: Tensor, sigmas: Union[float, Sequence[float], Tensor], *,
                        precision: Optional[str] = None, backend: str = "auto", group=None) -> Tensor:
     """Log-density of each x under a Gaussian Parzen window on `centers`, for every width in `sigmas`.
@@ -225,23 +244,7 @@ def parzen_log_density(x: Tensor, centers: Tensor, sigmas: Union[float, Sequence
         raise ValueError(f"precision {precision!r} is a tensor-core mode of the triton backend on CUDA tensors "
                          f"(got {x.device.type} tensors, backend {chosen!r}); use 'fp32' or 'fp64'")
 
-    n_local = torch.tensor([centers.shape[0]], dtype=torch.float64, device=x.device)
-    if group is not None:
-        dist.all_reduce(n_local, group=group)
-    n_centers = int(n_local.item())
-    if n_centers == 0:
-        raise ValueError("centers is empty (M = 0 over all ranks): the Parzen window needs at least one centre")
-
-    # Centre on the centres' mean (over all ranks, so every shard uses the same shift; any shift is exact
-    # in theory, this one shrinks the norms that the expanded distance cancels).
-    shift = centers.detach().to(dtype).sum(0)
-    if group is not None:
-        dist.all_reduce(shift, group=group)
-    _check_finite(shift, "centers")
-    _check_finite(x.detach().sum(), "x")
-    shift /= n_centers
-    xc = (x.to(dtype) - shift).contiguous()
-    cc = (centers.detach().to(dtype) - shift).contiguous()
+    xc, cc, n_centers = _centred(x, centers, dtype, group)
     s = sigmas64.to(dtype)
     if group is None:
         lse = parzen_logsumexp(xc, cc, s, precision, chosen)

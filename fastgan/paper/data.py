@@ -149,7 +149,7 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
             raise BadDataError(f"{path}: corrupt or truncated gzip data ({err}); delete it and download again") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise BadDataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
-                         "expected 0000 then a type code such as 08 and the dimension count)")
+                           "expected 0000 then a type code such as 08 and the dimension count)")
     dims = raw[3]
     if ndim is not None and dims != ndim:
         raise BadDataError(f"{path}: IDX file has {dims} dimensions, expected {ndim}")
@@ -160,8 +160,8 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise BadDataError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
-                         "it is truncated or corrupt: delete it and download again")
+        raise BadDataError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file has {len(raw)} "
+                           "bytes; it is truncated or corrupt: delete it and download again")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -226,7 +226,7 @@ def _split(images: np.ndarray, labels: np.ndarray, name: str, shape=(28, 28)) ->
         raise BadDataError(f"{name}: images have shape {images.shape[1:]}, expected {shape}")
     if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
         raise BadDataError(f"{name}: labels span [{labels.min()}, {labels.max()}], "
-                         f"expected classes 0 to {NUM_CLASSES - 1}")
+                           f"expected classes 0 to {NUM_CLASSES - 1}")
     x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
     return Split(x, torch.from_numpy(labels.astype(np.int64)))
 
@@ -274,7 +274,7 @@ def load_mnist(source: str | Path = "offline", cache_dir: str | Path | None = No
     directory = Path(source)
     if not directory.is_dir():
         raise BadDataError(f"source must be 'offline', 'download' or an existing directory of MNIST IDX files, "
-                         f"got {str(source)!r}")
+                           f"got {str(source)!r}")
     return _load_idx_dir(directory)
 
 
@@ -300,7 +300,7 @@ def load_fashion_mnist(source: str | Path | None = None, cache_dir: str | Path |
         directory = Path(source)
         if not directory.is_dir():
             raise BadDataError(f"source must be None, 'download' or an existing directory of Fashion-MNIST IDX files, "
-                             f"got {str(source)!r}")
+                               f"got {str(source)!r}")
     return _load_idx_dir(directory, FASHION_MNIST_FILES, "Fashion-MNIST")
 
 
@@ -321,11 +321,11 @@ def _read_batch(raw: bytes, where: str):
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # bad pickle data raises almost any exception type (pickle's docs list several)
         raise BadDataError(f"{where}: not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
-                         "delete it and download again") from err
+                           "delete it and download again") from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise BadDataError(f"{where}: expected a dict with keys b'data' and b'labels', got {keys}; "
-                         "it is not a CIFAR-10 python batch")
+                           "it is not a CIFAR-10 python batch")
     images, labels = batch[b"data"], np.asarray(batch[b"labels"])
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
         got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
@@ -341,7 +341,7 @@ def _read_cifar10_dir(directory: Path) -> dict:
         path = directory / name
         if not path.is_file():
             raise MissingDataError(f"{path} does not exist: {directory} must hold data_batch_1 to data_batch_5 and "
-                                    "test_batch (extract cifar-10-python.tar.gz again, or download it)")
+                                   "test_batch (extract cifar-10-python.tar.gz again, or download it)")
         batches[name] = _read_batch(path.read_bytes(), str(path))
     return batches
 
@@ -360,7 +360,7 @@ def _read_cifar10_archive(path: Path) -> dict:
     missing = [member for member, name in wanted.items() if name not in raws]
     if missing:
         raise BadDataError(f"{path}: not the CIFAR-10 python archive, it lacks {', '.join(missing)}; "
-                         "delete it and download cifar-10-python.tar.gz again")
+                           "delete it and download cifar-10-python.tar.gz again")
     return {name: _read_batch(raw, f"{path}:{CIFAR10_DIR}/{name}") for name, raw in raws.items()}
 
 
@@ -390,8 +390,8 @@ def load_cifar10(source: str | Path = "download", cache_dir: str | Path | None =
             where = directory / CIFAR10_ARCHIVE[0]
             if not where.is_file():
                 raise MissingDataError(f"{directory} holds neither {CIFAR10_DIR}/ (data_batch_1..5, test_batch) nor "
-                                        f"{CIFAR10_ARCHIVE[0]}; download it (source='download') from "
-                                        f"{CIFAR10_MIRRORS[0]}")
+                                       f"{CIFAR10_ARCHIVE[0]}; download it (source='download') from "
+                                       f"{CIFAR10_MIRRORS[0]}")
             batches = _read_cifar10_archive(where)
     train_x = np.concatenate([batches[name][0] for name in CIFAR10_TRAIN_BATCHES])
     train_y = np.concatenate([batches[name][1] for name in CIFAR10_TRAIN_BATCHES])

@@ -163,29 +163,90 @@ def generator_loss(loss: GANLoss, discriminator: Discriminator, fake: Tensor, la
     return loss.linear_generator(h, discriminator.output.weight, discriminator.output.bias)
 
 
-class _Metrics:
-    """Running means of (d_loss, g_loss, D(x), D(G(z)), accuracy) between log records; one host sync a step."""
+class _RunLog:
+    """What a run shows and writes as it goes: the tqdm bar, and every log_every steps the means of (d_loss,
+    g_loss, D(x), D(G(z)), accuracy) since the last record, in the bar and as a line of metrics.jsonl."""
 
     NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_accuracy")
 
-    def __init__(self):
+    def __init__(self, path: Optional[Path], total: Optional[int], initial: int, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.file = open(path, "a") if path is not None else None
+        self.bar = tqdm(total=total, initial=initial, disable=not progress, unit="step", dynamic_ncols=True)
         self.sums, self.count = torch.zeros(5, dtype=torch.float64), 0
 
     def add(self, d_loss, g_loss, stats) -> bool:
-        """Adds a step; False (and nothing added) if a loss is NaN/inf."""
+        """Adds a step (one host sync); False, and nothing added, if a loss is NaN/inf."""
         values = torch.stack([d_loss.double(), g_loss.double(), stats.d_real.double(), stats.d_fake.double(),
                               stats.accuracy.double()]).cpu()
         if not bool(torch.isfinite(values[:2]).all()):
             return False
         self.sums += values
         self.count += 1
+        self.bar.update(1)
         return True
 
-    def mean(self) -> dict:
-        means = (self.sums / max(self.count, 1)).tolist()
+    def record(self, **fields):
+        mean = dict(zip(self.NAMES, (self.sums / max(self.count, 1)).tolist()))
         self.sums.zero_()
         self.count = 0
-        return dict(zip(self.NAMES, means))
+        self.bar.set_postfix(D=f"{mean['d_loss']:.3f}", G=f"{mean['g_loss']:.3f}", Dx=f"{mean['d_real']:.2f}",
+                             DGz=f"{mean['d_fake']:.2f}")
+        if self.file is not None:
+            self.file.write(json.dumps({**fields, **mean}) + "\n")
+            self.file.flush()
+
+    def close(self):
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()
+
+
+class _RandomStreams:
+    """A run's own random streams, seeded from its seed: data order and noise from `data`, dropout seeds from
+    `dropout` (one stream per rank). The global RNG is never touched."""
+
+    def __init__(self, seed: int, rank: int):
+        self.seed, self.rank = seed, rank
+        self.data = torch.Generator().manual_seed(seed)
+        self.dropout = torch.Generator().manual_seed(_derived_seed(seed, "dropout", rank))
+
+    def dropout_seeds(self, n: int):
+        return torch.randint(0, 2**63 - 1, (n,), generator=self.dropout).tolist()
+
+    def state_dict(self) -> dict:
+        return {"data_rng": self.data.get_state(), "dropout_rng": self.dropout.get_state()}
+
+    def load_state_dict(self, state: dict, step: int, world_size: int):
+        self.data.set_state(state["data_rng"])
+        # checkpoints before dropout_rng drew the seeds from the global generator, whose state they hold
+        self.dropout.set_state(state["dropout_rng"] if "dropout_rng" in state else state["rng"]["torch"])
+        if world_size > 1:  # the checkpoint holds rank 0's dropout stream
+            self.dropout.manual_seed(_derived_seed(self.seed, f"dropout@{step}", self.rank))
+
+
+def _finite(*modules) -> bool:
+    return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
+
+
+def _diverged(step: int, what: str, last_checkpoint_step: Optional[int]) -> TrainingDiverged:
+    kept = (f"the last good checkpoint (step {last_checkpoint_step}) is kept"
+            if last_checkpoint_step is not None else "no checkpoint was written")
+    return TrainingDiverged(f"training diverged at step {step}: {what}; stopped, {kept}. "
+                            "Try a lower --lr or the non-saturating generator loss.")
+
+
+def _check_inputs(generator, discriminator, train_images, train_labels, config, placement):
+    if train_images.dim() != 2 or len(train_images) < config.batch_size:
+        raise ValueError(f"train_images must be [N >= batch_size={config.batch_size}, D], "
+                         f"got shape {tuple(train_images.shape)}")
+    if generator.num_classes != discriminator.num_classes:
+        raise ValueError(f"generator and discriminator disagree on num_classes: {generator.num_classes} "
+                         f"and {discriminator.num_classes}")
+    check_labels(train_labels, generator.num_classes, len(train_images), "train_labels")
+    if config.batch_size % placement.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {placement.world_size} processes")
 
 
 class Trainer:
@@ -193,10 +254,9 @@ class Trainer:
     fastgan.nn.GANLoss; default: config.saturating's, fused with D's output layer); conditional nets also
     take train_labels [N], class indices.
 
-    The run owns its random streams, seeded from config.seed and saved in every checkpoint: data order and
-    noise from one generator, dropout seeds from another (one per rank); the global RNG is never touched.
-    out_dir (optional) receives checkpoint.pt and metrics.jsonl. Inside an initialised torch.distributed
-    group, each rank trains on its shard of every batch (fastgan.paper.placement); give out_dir to rank 0.
+    The run owns its random streams (_RandomStreams), seeded from config.seed and saved in checkpoints.
+    out_dir (optional) receives checkpoint.pt and metrics.jsonl. Inside an initialised torch.distributed group,
+    each rank trains on its shard of every batch (fastgan.paper.placement); give out_dir to rank 0.
     Resume is bit-identical in one process; with several, dropout is re-seeded per rank.
     """
 
@@ -204,17 +264,8 @@ class Trainer:
                  config: TrainConfig = TrainConfig(), loss: Optional[GANLoss] = None,
                  out_dir: Union[str, Path, None] = None, extra_state=None, train_labels: Optional[Tensor] = None,
                  compile: bool = False, placement: Optional[Placement] = None):
-        if train_images.dim() != 2 or len(train_images) < config.batch_size:
-            raise ValueError(f"train_images must be [N >= batch_size={config.batch_size}, D], "
-                             f"got shape {tuple(train_images.shape)}")
-        if generator.num_classes != discriminator.num_classes:
-            raise ValueError(f"generator and discriminator disagree on num_classes: {generator.num_classes} "
-                             f"and {discriminator.num_classes}")
-        check_labels(train_labels, generator.num_classes, len(train_images), "train_labels")
         self.placement = placement or Placement()
-        if config.batch_size % self.placement.world_size:
-            raise ValueError(f"batch_size {config.batch_size} must divide evenly over "
-                             f"{self.placement.world_size} processes")
+        _check_inputs(generator, discriminator, train_images, train_labels, config, self.placement)
         self.generator, self.discriminator = generator, discriminator
         self.train_images, self.train_labels = train_images, train_labels
         self.config = config
@@ -226,9 +277,8 @@ class Trainer:
         self.schedule = Schedule(config)
         self.g_optimizer = make_optimizer(generator.parameters(), config)
         self.d_optimizer = make_optimizer(discriminator.parameters(), config)
-        self.data_rng = torch.Generator().manual_seed(config.seed)
-        self.dropout_rng = torch.Generator().manual_seed(_derived_seed(config.seed, "dropout", self.placement.rank))
-        self.sampler = BatchSampler(len(train_images), config.batch_size, self.data_rng)
+        self.rng = _RandomStreams(config.seed, self.placement.rank)
+        self.sampler = BatchSampler(len(train_images), config.batch_size, self.rng.data)
         self.step = 0  # generator steps taken
         self.elapsed = 0.0  # training seconds over all sessions
         self.last_checkpoint_step = None
@@ -241,12 +291,6 @@ class Trainer:
     def epoch(self) -> int:
         return self.sampler.epoch
 
-    def learning_rate(self) -> float:
-        return self.schedule.learning_rate(self.step)
-
-    def momentum(self) -> float:
-        return self.schedule.momentum(self.epoch)
-
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
 
     def _minibatch(self):
@@ -256,10 +300,7 @@ class Trainer:
         return self.placement.shard(self.train_images[indices]), self.placement.shard(labels)
 
     def _noise(self):
-        return self.placement.shard(self.generator.noise(self.config.batch_size, self.data_rng))
-
-    def _dropout_seeds(self):
-        return torch.randint(0, 2**63 - 1, (self.discriminator.dropout_layers,), generator=self.dropout_rng).tolist()
+        return self.placement.shard(self.generator.noise(self.config.batch_size, self.rng.data))
 
     def _discriminator_loss(self, real, labels, noise, seeds):
         with torch.no_grad():
@@ -272,16 +313,17 @@ class Trainer:
     def train_step(self):
         """One iteration of Algorithm 1. Returns (d_loss, g_loss, DStats) as tensors (no host sync)."""
         self.schedule.apply((self.g_optimizer, self.d_optimizer), self.step, self.epoch)
+        masks = self.discriminator.dropout_layers  # dropout seeds a pass of D takes
         for _ in range(self.config.k):  # k steps of D on a real minibatch and a noise minibatch
             real, labels = self._minibatch()
-            d_loss, stats = self._d_loss(real, labels, self._noise(), self._dropout_seeds())
+            d_loss, stats = self._d_loss(real, labels, self._noise(), self.rng.dropout_seeds(masks))
             self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             self.placement.average_gradients(self.discriminator.parameters())
             self.d_optimizer.step()
         # one step of G on a noise minibatch (with the last real batch's labels); the gradients of G's
         # parameters only: D's are not needed in this step
-        g_loss = self._g_loss(self._noise(), labels, self._dropout_seeds())
+        g_loss = self._g_loss(self._noise(), labels, self.rng.dropout_seeds(masks))
         params = list(self.generator.parameters())
         for p, grad in zip(params, torch.autograd.grad(g_loss, params)):
             p.grad = grad
@@ -299,8 +341,7 @@ class Trainer:
             "g_optimizer": self.g_optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
             "step": self.step, **self.sampler.state_dict(), "elapsed": self.elapsed,
-            "data_rng": self.data_rng.get_state(),
-            "dropout_rng": self.dropout_rng.get_state(),
+            **self.rng.state_dict(),
             "train_config": dataclasses.asdict(self.config),
             **self.extra_state,
         }
@@ -312,22 +353,14 @@ class Trainer:
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.sampler.load_state_dict(state)
-        self.data_rng.set_state(state["data_rng"])
-        # checkpoints before dropout_rng drew the seeds from the global generator, whose state they hold
-        self.dropout_rng.set_state(state["dropout_rng"] if "dropout_rng" in state else state["rng"]["torch"])
-        if self.placement.world_size > 1:  # the checkpoint holds rank 0's dropout stream
-            self.dropout_rng.manual_seed(_derived_seed(self.config.seed, f"dropout@{self.step}", self.placement.rank))
+        self.rng.load_state_dict(state, self.step, self.placement.world_size)
         self.last_checkpoint_step = self.step
-
-    def _parameters_finite(self) -> bool:
-        params = [*self.generator.parameters(), *self.discriminator.parameters()]
-        return all(bool(torch.isfinite(p).all()) for p in params)
 
     def save_checkpoint(self, path: Union[str, Path, None] = None) -> Path:
         """Atomically write the full training state; refuses (TrainingDiverged) if a parameter is NaN/inf."""
         path = Path(path) if path is not None else self._require_out_dir() / CHECKPOINT_NAME
-        if not self._parameters_finite():
-            raise TrainingDiverged(self._diverged_message("a parameter is NaN/inf"))
+        if not _finite(self.generator, self.discriminator):
+            raise _diverged(self.step, "a parameter is NaN/inf", self.last_checkpoint_step)
         checkpoint.save(self.state_dict(), path, "gan")
         self.last_checkpoint_step = self.step
         return path
@@ -338,12 +371,6 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return self.out_dir
 
-    def _diverged_message(self, what):
-        kept = (f"the last good checkpoint (step {self.last_checkpoint_step}) is kept"
-                if self.last_checkpoint_step is not None else "no checkpoint was written")
-        return (f"training diverged at step {self.step}: {what}; stopped, {kept}. "
-                "Try a lower --lr or the non-saturating generator loss.")
-
     # --- the loop -------------------------------------------------------------------------------------------
 
     def run(self, steps: Optional[int] = None, minutes: Optional[float] = None, progress: bool = True) -> str:
@@ -352,44 +379,32 @@ class Trainer:
         Returns "done", or "interrupted" after Ctrl-C or SIGTERM (a checkpoint is saved either way when
         out_dir is set). Raises TrainingDiverged on a NaN/inf loss.
         """
-        from tqdm.auto import tqdm
-
         if steps is None and minutes is None:
             raise ValueError("give steps or minutes (or both)")
         deadline = time.monotonic() + 60 * minutes if minutes is not None else math.inf
-        log = open(self._require_out_dir() / METRICS_NAME, "a") if self.out_dir is not None else None
-        bar = tqdm(total=steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
-        metrics, started = _Metrics(), time.monotonic()
+        log = _RunLog(self._require_out_dir() / METRICS_NAME if self.out_dir is not None else None, steps,
+                      self.step, progress)
+        started = time.monotonic()
         try:
             with stop_on_signals() as stop:
                 while (steps is None or self.step < steps) and time.monotonic() < deadline and not stop:
                     d_loss, g_loss, stats = self.train_step()
-                    if not metrics.add(d_loss, g_loss, stats):
-                        raise TrainingDiverged(self._diverged_message(
-                            f"D loss {d_loss.item()}, G loss {g_loss.item()}"))
-                    bar.update(1)
+                    if not log.add(d_loss, g_loss, stats):
+                        raise _diverged(self.step, f"D loss {d_loss.item()}, G loss {g_loss.item()}",
+                                        self.last_checkpoint_step)
                     if self.step % self.config.log_every == 0:
-                        self._log(metrics.mean(), bar, log, self.elapsed + time.monotonic() - started)
+                        log.record(step=self.step, epoch=self.epoch, lr=self.schedule.learning_rate(self.step),
+                                   momentum=self.schedule.momentum(self.epoch),
+                                   elapsed_s=round(self.elapsed + time.monotonic() - started, 3))
                     if self.out_dir is not None and self.step % self.config.checkpoint_every == 0:
                         self.elapsed += time.monotonic() - started
                         started = time.monotonic()
                         self.save_checkpoint()
         finally:
-            bar.close()
-            if log is not None:
-                log.close()
+            log.close()
         self.elapsed += time.monotonic() - started
         if self.out_dir is not None:
             path = self.save_checkpoint()
             if stop:
                 print(f"{stop[0]}: stopped at step {self.step}; saved {path} (continue with --resume)")
         return "interrupted" if stop else "done"
-
-    def _log(self, mean, bar, log, elapsed):
-        bar.set_postfix(D=f"{mean['d_loss']:.3f}", G=f"{mean['g_loss']:.3f}", Dx=f"{mean['d_real']:.2f}",
-                        DGz=f"{mean['d_fake']:.2f}")
-        if log is not None:
-            record = dict(step=self.step, epoch=self.epoch, lr=self.learning_rate(), momentum=self.momentum(), **mean,
-                          elapsed_s=round(elapsed, 3))
-            log.write(json.dumps(record) + "\n")
-            log.flush()

@@ -76,7 +76,8 @@ def add_data_args(parser):
     source = group.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=existing_dir,
                         help="a directory with the data set's files (MNIST/Fashion-MNIST IDX files, CIFAR-10 batches)")
-    source.add_argument("--download", action="store_true", help="download the data set (SHA-256 checked) into the cache")
+    source.add_argument("--download", action="store_true",
+                        help="download the data set (SHA-256 checked) into the cache")
     group.add_argument("--cache-dir", type=Path, help="where --download stores it (default ~/.cache/fastgan)")
 
 

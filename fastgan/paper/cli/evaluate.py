@@ -52,8 +52,8 @@ def run(args) -> int:
     from ..evaluate import generator_log_likelihood, pixel_class_agreement
     from ..viz import FIGURE_SEED
 
-    output = writable_file(args.json or args.checkpoint.with_name("parzen.json"), "--json")
     state, generator, _ = checkpoint.load_models(args.checkpoint, args.backend)
+    output = writable_file(args.json or args.checkpoint.with_name("parzen.json"), "--json")
     group = _torchrun_group()
     leader = group is None or group.rank() == 0
     splits = checkpoint_data(args, state)

@@ -20,8 +20,8 @@ def run(args) -> int:
     from .. import checkpoint
     from ..viz import interpolation_figure
 
-    out = writable_file(args.out, "--out")
     state, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
+    out = writable_file(args.out, "--out")
     model_config, _ = checkpoint.configs(state, args.checkpoint)
     figure = interpolation_figure(generator, out, rows=args.rows, steps=args.steps, seed=args.seed,
                                   image_shape=model_config.image_shape)

@@ -24,9 +24,9 @@ def run(args) -> int:
     from ..inference import Encoder, fit_encoder, latent_error, reconstruction_error
     from ..viz import reconstruction_figure
 
+    state, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
     out = writable_file(args.out or args.checkpoint.with_name("reconstructions.png"), "--out")
     encoder_path = writable_file(args.checkpoint.with_name("encoder.pt"), "the encoder file")
-    state, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
     splits = checkpoint_data(args, state)
     with torch.random.fork_rng(devices=[]):  # the encoder's initial weights, without touching the global RNG
         torch.manual_seed(args.seed)

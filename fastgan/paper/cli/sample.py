@@ -24,8 +24,8 @@ def run(args) -> int:
     from .. import checkpoint
     from ..viz import generator_samples_figure
 
-    out = writable_file(args.out, "--out")
     state, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
+    out = writable_file(args.out, "--out")
     if args.label is not None and not generator.num_classes:
         raise UserError("--class needs a conditional checkpoint (train --conditional); this one is not")
     if args.label is not None and args.label >= generator.num_classes:
