@@ -2,6 +2,7 @@
 // kernels are registered in Python (fastgan/ops/*.py) with torch.library.custom_op.
 #include <torch/extension.h>
 
+#include "common/maxout_math.h"
 #include "cpu/avx512_dispatch.h"
 #include "cpu/dense_linear.h"
 #include "cpu/gan_loss_cpu.h"
@@ -18,6 +19,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  m.attr("max_pieces") = fastgan::kMaxPieces;
   m.def("gan_logloss_cpu", &fastgan::gan_logloss_cpu, "GAN log-loss, its gradient and D's statistics (CPU)",
         py::arg("real"), py::arg("fake"), py::arg("real_weight"), py::arg("fake_weight"), py::arg("compute_grad"),
         py::arg("allow_avx512") = true);

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastgan
-from fastgan import reference
+from fastgan import _ext, backends, reference
 from fastgan.nn import Maxout, MaxoutLinear
 from fastgan.ops import maxout as ops
 
@@ -327,3 +327,9 @@ def test_modules(device, backend):
 
 
 # --- CUDA sources ------------------------------------------------------------------------------------------------
+
+
+def test_the_python_piece_limit_is_the_kernels():
+    if backends.why_not("cpu", "cpu") is not None:
+        pytest.skip(f"cpu backend: {backends.why_not('cpu', 'cpu')}")
+    assert ops.MAX_PIECES == _ext.load().max_pieces == 127

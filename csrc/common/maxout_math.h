@@ -13,6 +13,9 @@
 
 namespace fastgan {
 
+// Pieces per unit at most: the argmax is saved as int8.
+constexpr int64_t kMaxPieces = 127;
+
 // Whether piece value v replaces the running maximum best: strictly larger, or the first NaN.
 template <typename acc_t>
 FASTGAN_HD bool maxout_takes(acc_t v, acc_t best) {

@@ -10,6 +10,7 @@
 #include <array>
 #include <type_traits>
 
+#include "common/checks.h"
 #include "common/gan_loss_math.h"
 #include "cpu/avx512_dispatch.h"
 
@@ -220,21 +221,12 @@ Sums add_chunks(const std::vector<Sums>& chunks) {
   return total;
 }
 
-void check_logits(const at::Tensor& t, const char* name, int64_t dim) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
-
 }  // namespace
 
 std::vector<at::Tensor> gan_logloss_cpu(const at::Tensor& real_in, const at::Tensor& fake_in, double real_weight,
                                         double fake_weight, bool compute_grad, bool allow_avx512) {
-  check_logits(real_in, "real", 1);
-  check_logits(fake_in, "fake", 1);
-  TORCH_CHECK(real_in.scalar_type() == fake_in.scalar_type(), "real and fake must have one dtype, got ",
-              real_in.scalar_type(), " and ", fake_in.scalar_type());
+  check_cpu_input(real_in, "real", 1, real_in);
+  check_cpu_input(fake_in, "fake", 1, real_in);
   at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   const int64_t n_real = real.numel(), n_fake = fake.numel();
   at::Tensor grad_real = compute_grad ? at::empty_like(real) : at::empty({0}, real.options());
@@ -269,17 +261,14 @@ std::vector<at::Tensor> gan_logloss_cpu(const at::Tensor& real_in, const at::Ten
 std::vector<at::Tensor> gan_logloss_linear_cpu(const at::Tensor& h_real_in, const at::Tensor& h_fake_in,
                                                const at::Tensor& weight_in, const at::Tensor& bias_in,
                                                double real_weight, double fake_weight, bool compute_grad) {
-  check_logits(h_real_in, "h_real", 2);
-  check_logits(h_fake_in, "h_fake", 2);
-  check_logits(weight_in, "weight", 1);
-  check_logits(bias_in, "bias", 1);
+  check_cpu_input(weight_in, "weight", 1, weight_in);
+  check_cpu_input(h_real_in, "h_real", 2, weight_in);
+  check_cpu_input(h_fake_in, "h_fake", 2, weight_in);
+  check_cpu_input(bias_in, "bias", 1, weight_in);
   const int64_t H = weight_in.size(0);
   TORCH_CHECK(h_real_in.size(1) == H && h_fake_in.size(1) == H, "h_real and h_fake must have ", H,
               " features (weight's size), got ", h_real_in.sizes(), " and ", h_fake_in.sizes());
   TORCH_CHECK(bias_in.numel() == 1, "bias must have one element, got shape ", bias_in.sizes());
-  const auto dtype = weight_in.scalar_type();
-  TORCH_CHECK(h_real_in.scalar_type() == dtype && h_fake_in.scalar_type() == dtype && bias_in.scalar_type() == dtype,
-              "h_real, h_fake, weight and bias must have one dtype");
   at::Tensor h_real = h_real_in.contiguous(), h_fake = h_fake_in.contiguous();
   at::Tensor weight = weight_in.contiguous(), bias = bias_in.contiguous();
   const int64_t n_real = h_real.size(0), n_fake = h_fake.size(0);
@@ -297,7 +286,7 @@ std::vector<at::Tensor> gan_logloss_linear_cpu(const at::Tensor& h_real_in, cons
   std::vector<Sums> chunks(n_chunks, Sums{});
   std::vector<double> dw_partial(compute_grad ? n_chunks * H : 0, 0.0);
   std::vector<double> db_partial(n_chunks, 0.0);
-  AT_DISPATCH_FLOATING_TYPES(dtype, "gan_logloss_linear_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "gan_logloss_linear_cpu", [&] {
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const scalar_t b = bias.data_ptr<scalar_t>()[0];
     at::parallel_for(0, n_chunks, kParallelChunks, [&](int64_t c0, int64_t c1) {

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/checks.h"
 #include "common/maxout_math.h"
 #include "cpu/avx512_dispatch.h"
 #include "cpu/dense_linear.h"
@@ -344,13 +345,6 @@ void maxout_backward_line(const scalar_t* __restrict__ grad_y, const int8_t* __r
   }
 }
 
-void check_cpu_floating(const at::Tensor& t, const char* name, int64_t dim) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
-
 // The backward kernels index with the argmax, so a bad one (the ops are public) must not reach them: one
 // pass over its bytes (24 KB for the paper's layer at batch 100).
 void check_argmax(const at::Tensor& argmax, const at::Tensor& grad_y, int64_t pieces) {
@@ -363,12 +357,6 @@ void check_argmax(const at::Tensor& argmax, const at::Tensor& grad_y, int64_t pi
   for (int64_t i = 0; i < a.numel(); ++i) largest = std::max(largest, ap[i]);
   TORCH_CHECK(largest < pieces, "argmax must hold piece indices in [0, pieces=", pieces, "), got ",
               static_cast<int>(static_cast<int8_t>(largest)));
-}
-
-void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
-  TORCH_CHECK(pieces >= 1 && pieces <= 127, "pieces must be in [1, 127] (int8 argmax), got ", pieces);
-  TORCH_CHECK(p >= 0 && p < 1, "p must be in [0, 1), got ", p);
-  TORCH_CHECK(seed >= 0 && offset >= 0, "seed and offset must be >= 0, got ", seed, " and ", offset);
 }
 
 // out[0:dim] = sum over i < count of coef[i] * base[row[i] * dim + 0:dim], the sparse products of the
@@ -475,7 +463,7 @@ int64_t row_grain(int64_t row_elems) { return std::max<int64_t>(1, 32768 / std::
 std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
                                            int64_t offset) {
   TORCH_CHECK(z_in.dim() == 2 || z_in.dim() == 3, "z must be [R, U*K] or [R, U*K, inner], got shape ", z_in.sizes());
-  check_cpu_floating(z_in, "z", z_in.dim());
+  check_cpu_input(z_in, "z", z_in.dim(), z_in);
   check_dropout(pieces, p, seed, offset);
   TORCH_CHECK(z_in.size(1) % pieces == 0, "z's dim 1 must be a multiple of pieces=", pieces, ", got shape ",
               z_in.sizes());
@@ -511,7 +499,7 @@ at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Te
                                        double p, int64_t seed, int64_t offset) {
   TORCH_CHECK(grad_y_in.dim() == 2 || grad_y_in.dim() == 3, "grad_y must be [R, U] or [R, U, inner], got shape ",
               grad_y_in.sizes());
-  check_cpu_floating(grad_y_in, "grad_y", grad_y_in.dim());
+  check_cpu_input(grad_y_in, "grad_y", grad_y_in.dim(), grad_y_in);
   check_dropout(pieces, p, seed, offset);
   check_argmax(argmax_in, grad_y_in, pieces);
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
@@ -544,12 +532,10 @@ at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Te
 std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight_in,
                                           const at::Tensor& bias_in, int64_t pieces, double p, int64_t seed,
                                           int64_t offset) {
-  check_cpu_floating(x_in, "x", 2);
-  check_cpu_floating(weight_in, "weight", 2);
-  check_cpu_floating(bias_in, "bias", 1);
+  check_cpu_input(x_in, "x", 2, x_in);
+  check_cpu_input(weight_in, "weight", 2, x_in);
+  check_cpu_input(bias_in, "bias", 1, x_in);
   check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(x_in.scalar_type() == weight_in.scalar_type() && bias_in.scalar_type() == weight_in.scalar_type(),
-              "x, weight and bias must have one dtype");
   TORCH_CHECK(weight_in.size(0) % pieces == 0, "weight's rows must be a multiple of pieces=", pieces,
               ", got shape ", weight_in.sizes());
   TORCH_CHECK(x_in.size(1) == weight_in.size(1), "x must have weight's ", weight_in.size(1),
@@ -604,13 +590,11 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
                                                    const at::Tensor& x_in, const at::Tensor& weight_in, int64_t pieces,
                                                    double p, int64_t seed, int64_t offset,
                                                    std::vector<bool> needs_grad) {
-  check_cpu_floating(grad_y_in, "grad_y", 2);
-  check_cpu_floating(x_in, "x", 2);
-  check_cpu_floating(weight_in, "weight", 2);
+  check_cpu_input(grad_y_in, "grad_y", 2, grad_y_in);
+  check_cpu_input(x_in, "x", 2, grad_y_in);
+  check_cpu_input(weight_in, "weight", 2, grad_y_in);
   check_dropout(pieces, p, seed, offset);
   TORCH_CHECK(needs_grad.size() == 3, "needs_grad must have 3 entries (x, weight, bias), got ", needs_grad.size());
-  TORCH_CHECK(x_in.scalar_type() == weight_in.scalar_type() && grad_y_in.scalar_type() == weight_in.scalar_type(),
-              "grad_y, x and weight must have one dtype");
   TORCH_CHECK(weight_in.size(0) == grad_y_in.size(1) * pieces && x_in.size(1) == weight_in.size(1) &&
                   x_in.size(0) == grad_y_in.size(0),
               "shapes do not match: grad_y ", grad_y_in.sizes(), ", x ", x_in.sizes(), ", weight ", weight_in.sizes(),

@@ -14,6 +14,7 @@
 #include <numeric>
 #include <vector>
 
+#include "common/checks.h"
 #include "common/parzen_math.h"
 #include "cpu/dense_linear.h"
 
@@ -171,19 +172,10 @@ void backward_tile_any(double* tile, int64_t rows, int64_t cols, const double* x
   backward_tile(tile, rows, cols, x_sq, c_sq, a, S, coef, lse, p, p_sum);
 }
 
-void check_input(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " must have dtype ", like.scalar_type(), ", got ",
-              t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimension(s), got shape ", t.sizes());
-}
-
 void check_inputs(const at::Tensor& x, const at::Tensor& centers, const at::Tensor& sigmas) {
-  check_input(x, "x", 2, x);
-  check_input(centers, "centers", 2, x);
-  check_input(sigmas, "sigmas", 1, x);
+  check_cpu_input(x, "x", 2, x);
+  check_cpu_input(centers, "centers", 2, x);
+  check_cpu_input(sigmas, "sigmas", 1, x);
   TORCH_CHECK(x.size(1) == centers.size(1), "centers has ", centers.size(1), " features but x has ", x.size(1));
 }
 
@@ -239,8 +231,8 @@ at::Tensor parzen_logsumexp_backward_cpu(const at::Tensor& grad_in, const at::Te
                                          const at::Tensor& centers_in, const at::Tensor& sigmas,
                                          const at::Tensor& lse_in) {
   check_inputs(x_in, centers_in, sigmas);
-  check_input(grad_in, "grad", 2, x_in);
-  check_input(lse_in, "lse", 2, x_in);
+  check_cpu_input(grad_in, "grad", 2, x_in);
+  check_cpu_input(lse_in, "lse", 2, x_in);
   const int64_t N = x_in.size(0), M = centers_in.size(0), S = sigmas.numel();
   TORCH_CHECK(grad_in.size(0) == N && grad_in.size(1) == S && lse_in.sizes() == grad_in.sizes(),
               "grad and lse must be [", N, ", ", S, "], got ", grad_in.sizes(), " and ", lse_in.sizes());

@@ -6,7 +6,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/bindings.h"
-#include "cuda/checks.h"
+#include "common/checks.h"
 #include "cuda/cuda_types.h"
 #include "cuda/gan_loss_cuda.h"
 

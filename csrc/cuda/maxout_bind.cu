@@ -7,18 +7,12 @@
 #include <cuda_fp16.h>
 
 #include "cuda/bindings.h"
-#include "cuda/checks.h"
+#include "common/checks.h"
 #include "cuda/cuda_types.h"
 #include "cuda/maxout_cuda.h"
 
 namespace fastgan {
 namespace {
-
-void check_dropout(int64_t pieces, double p, int64_t seed, int64_t offset) {
-  TORCH_CHECK(pieces >= 1 && pieces <= 127, "pieces must be in [1, 127] (int8 argmax), got ", pieces);
-  TORCH_CHECK(p >= 0 && p < 1, "p must be in [0, 1), got ", p);
-  TORCH_CHECK(seed >= 0 && offset >= 0, "seed and offset must be >= 0, got ", seed, " and ", offset);
-}
 
 template <typename scalar_t>
 auto cuda_ptr(const at::Tensor& t) {

@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "cuda/bindings.h"
-#include "cuda/checks.h"
+#include "common/checks.h"
 #include "cuda/parzen_cuda.h"
 
 namespace fastgan {

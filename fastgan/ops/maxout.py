@@ -28,7 +28,7 @@ from ._common import FusedOp, check_same, check_tensor, compiled, pick_backend
 
 __all__ = ["maxout_dropout", "maxout_linear"]
 
-MAX_PIECES = 127  # the argmax is saved as int8
+MAX_PIECES = 127  # the argmax is saved as int8: kMaxPieces of csrc/common/maxout_math.h, which tests check
 
 
 def _triton():
