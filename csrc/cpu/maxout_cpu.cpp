@@ -346,11 +346,8 @@ void maxout_backward_line(const scalar_t* __restrict__ grad_y, const int8_t* __r
 }
 
 // The backward kernels index with the argmax, so a bad one (the ops are public) must not reach them: one
-// pass over its bytes (24 KB for the paper's layer at batch 100).
-void check_argmax(const at::Tensor& argmax, const at::Tensor& grad_y, int64_t pieces) {
-  TORCH_CHECK(argmax.scalar_type() == at::kChar && argmax.sizes() == grad_y.sizes(),
-              "argmax must be int8 of grad_y's shape ", grad_y.sizes(), ", got ", argmax.scalar_type(), " ",
-              argmax.sizes());
+// pass over its bytes (24 KB for the paper's layer at batch 100). Its dtype and shape are checked before.
+void check_argmax_values(const at::Tensor& argmax, int64_t pieces) {
   const at::Tensor a = argmax.contiguous();
   const uint8_t* ap = reinterpret_cast<const uint8_t*>(a.data_ptr<int8_t>());
   uint8_t largest = 0;  // a negative int8 reads as >= 128
@@ -462,11 +459,7 @@ int64_t row_grain(int64_t row_elems) { return std::max<int64_t>(1, 32768 / std::
 
 std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
                                            int64_t offset) {
-  TORCH_CHECK(z_in.dim() == 2 || z_in.dim() == 3, "z must be [R, U*K] or [R, U*K, inner], got shape ", z_in.sizes());
-  check_cpu_input(z_in, "z", z_in.dim(), z_in);
-  check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's dim 1 must be a multiple of pieces=", pieces, ", got shape ",
-              z_in.sizes());
+  check_maxout_args(check_cpu_input, z_in, pieces, p, seed, offset);
   const at::Tensor z = z_in.contiguous();
   const int64_t rows = z.size(0), units = z.size(1) / pieces, inner = z.dim() == 3 ? z.size(2) : 1;
   std::vector<int64_t> shape = z.sizes().vec();
@@ -497,11 +490,8 @@ std::vector<at::Tensor> maxout_dropout_cpu(const at::Tensor& z_in, int64_t piece
 
 at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& argmax_in, int64_t pieces,
                                        double p, int64_t seed, int64_t offset) {
-  TORCH_CHECK(grad_y_in.dim() == 2 || grad_y_in.dim() == 3, "grad_y must be [R, U] or [R, U, inner], got shape ",
-              grad_y_in.sizes());
-  check_cpu_input(grad_y_in, "grad_y", grad_y_in.dim(), grad_y_in);
-  check_dropout(pieces, p, seed, offset);
-  check_argmax(argmax_in, grad_y_in, pieces);
+  check_maxout_backward_args(check_cpu_input, grad_y_in, argmax_in, pieces, p, seed, offset);
+  check_argmax_values(argmax_in, pieces);
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const int64_t rows = grad_y.size(0), units = grad_y.size(1), inner = grad_y.dim() == 3 ? grad_y.size(2) : 1;
   std::vector<int64_t> shape = grad_y.sizes().vec();
@@ -532,16 +522,7 @@ at::Tensor maxout_dropout_backward_cpu(const at::Tensor& grad_y_in, const at::Te
 std::vector<at::Tensor> maxout_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight_in,
                                           const at::Tensor& bias_in, int64_t pieces, double p, int64_t seed,
                                           int64_t offset) {
-  check_cpu_input(x_in, "x", 2, x_in);
-  check_cpu_input(weight_in, "weight", 2, x_in);
-  check_cpu_input(bias_in, "bias", 1, x_in);
-  check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(weight_in.size(0) % pieces == 0, "weight's rows must be a multiple of pieces=", pieces,
-              ", got shape ", weight_in.sizes());
-  TORCH_CHECK(x_in.size(1) == weight_in.size(1), "x must have weight's ", weight_in.size(1),
-              " columns, got shape ", x_in.sizes());
-  TORCH_CHECK(bias_in.size(0) == weight_in.size(0), "bias must have weight's ", weight_in.size(0),
-              " rows, got shape ", bias_in.sizes());
+  check_maxout_linear_args(check_cpu_input, x_in, weight_in, bias_in, pieces, p, seed, offset);
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), bias = bias_in.contiguous();
   const int64_t rows = x.size(0), units = weight.size(0) / pieces;
   at::Tensor y = at::empty({rows, units}, x.options());
@@ -599,7 +580,11 @@ std::vector<at::Tensor> maxout_linear_backward_cpu(const at::Tensor& grad_y_in, 
                   x_in.size(0) == grad_y_in.size(0),
               "shapes do not match: grad_y ", grad_y_in.sizes(), ", x ", x_in.sizes(), ", weight ", weight_in.sizes(),
               ", pieces ", pieces);
-  check_argmax(argmax_in, grad_y_in, pieces);
+  TORCH_CHECK(argmax_in.device().is_cpu() && argmax_in.scalar_type() == at::kChar &&
+                  argmax_in.sizes() == grad_y_in.sizes(),
+              "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), ", got ", argmax_in.scalar_type(), " ",
+              argmax_in.sizes(), " on ", argmax_in.device());
+  check_argmax_values(argmax_in, pieces);
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
   const int64_t rows = x.size(0), dim = x.size(1), units = grad_y.size(1), K = pieces;

@@ -48,14 +48,8 @@ std::vector<at::Tensor> gan_logloss_cuda(const at::Tensor& real_in, const at::Te
 std::vector<at::Tensor> gan_logloss_linear_cuda(const at::Tensor& h_real_in, const at::Tensor& h_fake_in,
                                                 const at::Tensor& weight_in, const at::Tensor& bias_in,
                                                 double real_weight, double fake_weight, bool compute_grad) {
-  check_cuda_input(weight_in, "weight", 1, weight_in);
-  check_cuda_input(h_real_in, "h_real", 2, weight_in);
-  check_cuda_input(h_fake_in, "h_fake", 2, weight_in);
-  check_cuda_input(bias_in, "bias", 1, weight_in);
+  check_linear_loss_args(check_cuda_input, h_real_in, h_fake_in, weight_in, bias_in);
   const int64_t H = weight_in.size(0);
-  TORCH_CHECK(h_real_in.size(1) == H && h_fake_in.size(1) == H, "h_real and h_fake must have ", H,
-              " features (weight's size), got ", h_real_in.sizes(), " and ", h_fake_in.sizes());
-  TORCH_CHECK(bias_in.numel() == 1, "bias must have one element, got shape ", bias_in.sizes());
   const c10::cuda::CUDAGuard guard(weight_in.device());
   at::Tensor h_real = h_real_in.contiguous(), h_fake = h_fake_in.contiguous();
   at::Tensor weight = weight_in.contiguous(), bias = bias_in.contiguous();

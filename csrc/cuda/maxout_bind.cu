@@ -23,11 +23,7 @@ auto cuda_ptr(const at::Tensor& t) {
 
 std::vector<at::Tensor> maxout_dropout_cuda(const at::Tensor& z_in, int64_t pieces, double p, int64_t seed,
                                             int64_t offset) {
-  TORCH_CHECK(z_in.dim() == 2 || z_in.dim() == 3, "z must be [R, U*K] or [R, U*K, inner], got shape ", z_in.sizes());
-  check_cuda_input(z_in, "z", z_in.dim(), z_in);
-  check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(z_in.size(1) % pieces == 0, "z's dim 1 must be a multiple of pieces=", pieces, ", got shape ",
-              z_in.sizes());
+  check_maxout_args(check_cuda_input, z_in, pieces, p, seed, offset);
   const c10::cuda::CUDAGuard guard(z_in.device());
   const at::Tensor z = z_in.contiguous();
   const int64_t inner = z.dim() == 3 ? z.size(2) : 1;
@@ -45,14 +41,7 @@ std::vector<at::Tensor> maxout_dropout_cuda(const at::Tensor& z_in, int64_t piec
 
 at::Tensor maxout_dropout_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& argmax_in, int64_t pieces,
                                         double p, int64_t seed, int64_t offset) {
-  TORCH_CHECK(grad_y_in.dim() == 2 || grad_y_in.dim() == 3, "grad_y must be [R, U] or [R, U, inner], got shape ",
-              grad_y_in.sizes());
-  check_cuda_input(grad_y_in, "grad_y", grad_y_in.dim(), grad_y_in);
-  check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(argmax_in.device() == grad_y_in.device() && argmax_in.scalar_type() == at::kChar &&
-                  argmax_in.sizes() == grad_y_in.sizes(),
-              "argmax must be int8 of grad_y's shape ", grad_y_in.sizes(), " on its device, got ",
-              argmax_in.scalar_type(), " ", argmax_in.sizes());
+  check_maxout_backward_args(check_cuda_input, grad_y_in, argmax_in, pieces, p, seed, offset);
   const c10::cuda::CUDAGuard guard(grad_y_in.device());
   const at::Tensor grad_y = grad_y_in.contiguous(), argmax = argmax_in.contiguous();
   const int64_t inner = grad_y.dim() == 3 ? grad_y.size(2) : 1;
@@ -71,14 +60,7 @@ at::Tensor maxout_dropout_backward_cuda(const at::Tensor& grad_y_in, const at::T
 std::vector<at::Tensor> maxout_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in,
                                            const at::Tensor& bias_in, int64_t pieces, double p, int64_t seed,
                                            int64_t offset) {
-  check_cuda_input(x_in, "x", 2, x_in);
-  check_cuda_input(weight_in, "weight", 2, x_in);
-  check_cuda_input(bias_in, "bias", 1, x_in);
-  check_dropout(pieces, p, seed, offset);
-  TORCH_CHECK(weight_in.size(0) % pieces == 0 && x_in.size(1) == weight_in.size(1) &&
-                  bias_in.size(0) == weight_in.size(0),
-              "x must be [R, D], weight [U*", pieces, ", D] and bias [U*", pieces, "], got ", x_in.sizes(), ", ",
-              weight_in.sizes(), " and ", bias_in.sizes());
+  check_maxout_linear_args(check_cuda_input, x_in, weight_in, bias_in, pieces, p, seed, offset);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), bias = bias_in.contiguous();
   const int64_t rows = x.size(0), units = weight.size(0) / pieces;
