@@ -29,7 +29,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear_cpu", &fastgan::dense_linear, "x @ weight.T (+ bias); float32 through oneDNN's matmul (CPU)",
         py::arg("x"), py::arg("weight"), py::arg("bias"));
   m.def("linear_uses_onednn", &fastgan::dense_linear_uses_onednn,
-        "whether float32 CPU products go through oneDNN (torch was built with it)");
+        "whether float32 CPU products go through oneDNN (torch was built with it, and the route is on)");
+  m.def("set_linear_onednn", &fastgan::set_dense_linear_onednn,
+        "route float32 CPU products through oneDNN (True) or at::addmm, MKL's sgemm (False)", py::arg("enabled"));
   m.def("maxout_dropout_cpu", &fastgan::maxout_dropout_cpu, "maxout + Philox dropout, with the int8 argmax (CPU)");
   m.def("maxout_dropout_backward_cpu", &fastgan::maxout_dropout_backward_cpu,
         "maxout + dropout backward, mask regenerated from seed and offset (CPU)");

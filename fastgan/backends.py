@@ -58,7 +58,17 @@ def resolve(backend, device):
     return _resolve(backend, torch.device(device).type)
 
 
+_resolved = {}  # (backend, device type, FASTGAN_BACKEND) -> the backend: the checks cost ~6 us a call otherwise
+
+
 def _resolve(backend, device_type):
+    key = (backend, device_type, os.getenv("FASTGAN_BACKEND", "auto"))
+    if key not in _resolved:
+        _resolved[key] = _resolve_uncached(backend, device_type)
+    return _resolved[key]
+
+
+def _resolve_uncached(backend, device_type):
     if backend == "auto":
         backend = os.getenv("FASTGAN_BACKEND", "auto")
     if backend == "auto":
@@ -77,9 +87,78 @@ def _resolve(backend, device_type):
 _resolve._dynamo_marked_constant = True
 
 
+# --- the CPU's GEMM library -----------------------------------------------------------------------------------
+
+_cpu_gemm = None  # "onednn" or "mkl", once measured
+
+
+def _median_seconds(fn, rounds):
+    import statistics
+    import time
+
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _measure_cpu_gemm(ext) -> str:
+    """The faster library for the kernels' float32 products here: the maxout layer's forward tile and a weight
+    gradient on transposed views, 200 x 784 x 1200 (the paper's D step), timed both ways, interleaved."""
+    x, w, g = torch.full((200, 784), 0.5), torch.full((1200, 784), 0.25), torch.full((200, 1200), 0.125)
+
+    def products():
+        ext.linear_cpu(x, w, None)
+        ext.linear_cpu(g.t(), x.t(), None)
+
+    totals = {True: 0.0, False: 0.0}
+    for _ in range(5):
+        for onednn in (True, False):
+            ext.set_linear_onednn(onednn)
+            products()  # warm: oneDNN creates its primitive on first use
+            totals[onednn] += _median_seconds(products, 3)
+    # MKL is torch's own default: oneDNN must win by 3% to be taken
+    return "onednn" if totals[True] < 0.97 * totals[False] else "mkl"
+
+
+def cpu_gemm() -> str:
+    """Which library runs fastgan's float32 CPU products in this process: "onednn" or "mkl" (at::addmm, torch's
+    default). Measured once on first use, since the faster one depends on the CPU: on an AMD Zen 5 (AVX-512)
+    oneDNN ran the paper's shapes ~2x faster than MKL's AVX2 code; on an AVX2-only AMD EPYC MKL was the faster
+    (BENCHMARKS.md). FASTGAN_CPU_GEMM=onednn or mkl decides instead of measuring."""
+    global _cpu_gemm
+    if _cpu_gemm is None:
+        ext = _ext.load()
+        forced = os.getenv("FASTGAN_CPU_GEMM", "").lower()
+        if forced not in ("", "onednn", "mkl"):
+            raise ValueError(f"FASTGAN_CPU_GEMM must be onednn or mkl, got {forced!r}")
+        if not ext.linear_uses_onednn():  # torch without oneDNN
+            route = "mkl"
+        else:
+            route = forced or _measure_cpu_gemm(ext)
+        ext.set_linear_onednn(route == "onednn")
+        _cpu_gemm = route
+    return _cpu_gemm
+
+
 def available(device_type):
     """The backends that can run tensors on `device_type`, fastest first."""
     return [b for b in BACKENDS if why_not(b, device_type) is None]
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def info():
@@ -98,6 +177,10 @@ def info():
         lines.append(f"triton   {triton.__version__}")
     else:
         lines.append("triton   not installed")
+    lines.append(f"cpu      {_cpu_model()}; torch's kernels: {torch.backends.cpu.get_cpu_capability()}")
+    if why_not("cpu", "cpu") is None:
+        lines.append(f"         fastgan's kernels: {'AVX-512' if _ext.load().has_avx512() else 'AVX2/generic'} loops; "
+                     f"float32 products on {cpu_gemm()} (measured here; FASTGAN_CPU_GEMM overrides)")
     lines.append("backends:")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device_type in devices:

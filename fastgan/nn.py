@@ -3,9 +3,10 @@ import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .ops import gan_loss, maxout
-from .ops.linear import linear
+from .ops.linear import linear, takes_f_linear
 
 
 class GANLoss(torch.nn.Module):
@@ -50,15 +51,30 @@ class GANLoss(torch.nn.Module):
 
 
 class Linear(torch.nn.Linear):
-    """nn.Linear (same parameters, names, initialisation and state_dict) whose CPU float32 products run on
-    oneDNN (fastgan.ops.linear): the generator's layers."""
+    """nn.Linear (same parameters, names, initialisation and state_dict) on fastgan.ops.linear: CPU float32
+    products on the CPU's faster GEMM library, and plain F.linear wherever that was measured faster.
+
+    Each input kind (shapes, dtypes, devices, grad mode) is checked and routed once; after that a call costs a
+    dict lookup on top of F.linear (a full fastgan.ops.linear call added ~40 us to a 36 us 64 x 100 -> 128
+    forward on an AVX2 AMD EPYC, which lost it the small layers)."""
 
     def __init__(self, in_features, out_features, bias=True, backend="auto", device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device, dtype)
         self.backend = backend
+        self._f_linear = {}  # input kind -> whether it runs plain F.linear
 
     def forward(self, x):
-        return linear(x, self.weight, self.bias, backend=self.backend)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or type(x) is not torch.Tensor:
+            return linear(x, self.weight, self.bias, backend=self.backend)
+        w = self.weight
+        kind = (x.shape, x.dtype, x.device, x.requires_grad, w.shape, w.dtype, w.device, w.requires_grad,
+                torch.is_grad_enabled(), torch._C._functorch.peek_interpreter_stack() is None, torch.get_num_threads())
+        plain = self._f_linear.get(kind)
+        if plain is None:
+            y = linear(x, w, self.bias, backend=self.backend)  # checks the arguments
+            self._f_linear[kind] = takes_f_linear(x, w, self.backend)
+            return y
+        return F.linear(x, w, self.bias) if plain else linear(x, w, self.bias, backend=self.backend)
 
     def extra_repr(self):
         return f"{super().extra_repr()}, backend={self.backend!r}"

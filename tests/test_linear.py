@@ -1,5 +1,6 @@
 """fastgan.ops.linear / fastgan.nn.Linear: F.linear with the CPU backend's float32 products on oneDNN."""
 import math
+import sys
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 
 import fastgan
 from conftest import TOLERANCES
-from fastgan import _ext
+from fastgan import _ext, backends
 from fastgan.paper.models import Generator
 from fastgan.nn import Linear
 from fastgan.ops.linear import linear, linear_op
@@ -50,9 +51,9 @@ def test_matches_float64_reference(m, k, n, dtype, bias):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch was built without oneDNN")
-def test_float32_runs_on_onednn():
-    # Bit-equal to torch's oneDNN op (and not to MKL's at::addmm, whose sums round differently): the fast path
-    # is the one taken, for the forward and for both backward products on transposed views.
+def test_float32_runs_on_onednn(onednn_route):
+    # Bit-equal to torch's oneDNN op (and not to MKL's at::addmm, whose sums round differently): with the oneDNN
+    # route on, it is the one taken, for the forward and for both backward products on transposed views.
     assert _ext.load().linear_uses_onednn()
     torch.manual_seed(0)
     x, w, b = torch.randn(100, 784), torch.randn(1200, 784), torch.randn(1200)
@@ -65,6 +66,52 @@ def test_float32_runs_on_onednn():
     gx, gw = torch.autograd.grad(linear(xr, wr, None, backend="cpu"), [xr, wr], grad)
     assert torch.equal(gx, onednn(grad, w.t(), None, "none", [], ""))
     assert torch.equal(gw, onednn(grad.t(), x.t(), None, "none", [], ""))
+
+
+@pytest.fixture
+def onednn_route():
+    """The oneDNN route on for the test (what backends.cpu_gemm measured is restored after)."""
+    ext = _ext.load()
+    backends.cpu_gemm()
+    ext.set_linear_onednn(True)
+    yield
+    ext.set_linear_onednn(backends.cpu_gemm() == "onednn")
+
+
+def test_the_mkl_route_is_at_addmm(onednn_route):
+    ext = _ext.load()
+    torch.manual_seed(0)
+    x, w, b = torch.randn(100, 784), torch.randn(1200, 784), torch.randn(1200)
+    ext.set_linear_onednn(False)
+    assert not ext.linear_uses_onednn()
+    assert torch.equal(linear(x, w, b, backend="cpu"), torch.addmm(b, x, w.t()))
+
+
+def test_auto_takes_f_linear_where_the_op_is_not_faster(monkeypatch):
+    """backend="auto" runs plain F.linear at shapes where fastgan's op lost, the op where it won."""
+    module = sys.modules["fastgan.ops.linear"]  # the package's attribute of that name is the function
+    torch.manual_seed(0)
+    x, w = torch.randn(3, 8, requires_grad=True), torch.randn(5, 8, requires_grad=True)
+    calls = []
+    monkeypatch.setattr(module, "linear_op", lambda *args: calls.append(args) or F.linear(*args))
+    for faster in (False, True):
+        monkeypatch.setattr(module, "_op_is_faster", lambda *shape, faster=faster: faster)
+        calls.clear()
+        torch.testing.assert_close(linear(x, w), F.linear(x, w))
+        assert len(calls) == faster
+    calls.clear()
+    linear(x, w, backend="cpu")
+    assert len(calls) == 1  # explicit "cpu": the op, always
+
+
+def test_the_measured_choices_are_cached():
+    module = sys.modules["fastgan.ops.linear"]
+    assert backends.cpu_gemm() in ("onednn", "mkl") and backends.cpu_gemm() is backends.cpu_gemm()
+    first = module._op_is_faster(3, 8, 5, True)
+    key = next(k for k in module._faster_than_f_linear if k[:4] == (4, 8, 5, True))  # 3 rows: the bucket of 4
+    assert module._faster_than_f_linear[key] == first == module._op_is_faster(4, 8, 5, True)
+    if backends.cpu_gemm() == "mkl":
+        assert first is False  # the op is at::addmm then, plus its call overhead
 
 
 def test_leading_dims_strided_inputs_and_other_backends():
@@ -167,3 +214,20 @@ def test_generator_backends_share_checkpoints_and_outputs():
     z = torch.randn(16, 100)
     torch.testing.assert_close(fused(z), reference(z), atol=1e-6, rtol=1e-5)
     assert isinstance(fused.output, fastgan.nn.Linear) and fused.output.backend == "cpu"
+
+
+def test_the_module_checks_and_routes_each_input_kind_once(monkeypatch):
+    import fastgan.nn
+
+    torch.manual_seed(0)
+    layer, x = Linear(8, 5), torch.randn(3, 8)
+    calls = []
+    real = fastgan.nn.linear
+    monkeypatch.setattr(fastgan.nn, "linear", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    for _ in range(3):
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), **_float32_tolerance(8))
+    (plain,) = layer._f_linear.values()
+    assert len(calls) == (1 if plain else 3)  # a kind routed to F.linear skips fastgan.ops.linear after the first
+    with pytest.raises(ValueError, match="x's last dim"):  # a new kind of input is checked again
+        layer(torch.randn(3, 7))
+    assert len(layer._f_linear) == 1

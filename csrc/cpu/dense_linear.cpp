@@ -4,6 +4,8 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <atomic>
+
 namespace fastgan {
 namespace {
 
@@ -22,9 +24,13 @@ const std::optional<c10::TypedOperatorHandle<LinearPointwise>>& onednn_linear() 
   return handle;
 }
 
+std::atomic<bool> onednn_enabled{true};
+
 }  // namespace
 
-bool dense_linear_uses_onednn() { return onednn_linear().has_value(); }
+bool dense_linear_uses_onednn() { return onednn_enabled.load(std::memory_order_relaxed) && onednn_linear().has_value(); }
+
+void set_dense_linear_onednn(bool enabled) { onednn_enabled.store(enabled, std::memory_order_relaxed); }
 
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1),
@@ -32,7 +38,8 @@ at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std
   TORCH_CHECK(!bias || (bias->dim() == 1 && bias->size(0) == weight.size(0)), "bias must be [", weight.size(0),
               "], got shape ", bias ? bias->sizes() : at::IntArrayRef{});
   const auto& onednn = onednn_linear();
-  if (onednn && x.scalar_type() == at::kFloat && x.numel() > 0 && weight.numel() > 0)
+  if (onednn && onednn_enabled.load(std::memory_order_relaxed) && x.scalar_type() == at::kFloat && x.numel() > 0 &&
+      weight.numel() > 0)
     return onednn->call(x, weight, bias, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
   return bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t());
 }

@@ -12,7 +12,10 @@ namespace fastgan {
 // against oneDNN's 100-126. Other dtypes, and torch builds without oneDNN, use at::addmm / at::mm.
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
 
-// Whether float32 products go through oneDNN in this process (torch was built with it).
+// Whether float32 products go through oneDNN in this process: torch was built with it, and the route was not
+// turned off. Off, they take at::addmm (MKL's sgemm), which is the faster on some CPUs: fastgan.backends
+// measures both once per process (cpu_gemm_route) and sets the route.
 bool dense_linear_uses_onednn();
+void set_dense_linear_onednn(bool enabled);
 
 }  // namespace fastgan

@@ -39,7 +39,10 @@ def needs_grad(*tensors):
 
 
 def compiled(name, backend):
-    """The extension's entry point `<name>_cpu` or `<name>_cuda` for backend "cpu" or "cuda"."""
+    """The extension's entry point `<name>_cpu` or `<name>_cuda` for backend "cpu" or "cuda"; the first CPU call
+    chooses the CPU's GEMM library (backends.cpu_gemm)."""
+    if backend == "cpu" and backends._cpu_gemm is None:
+        backends.cpu_gemm()
     return getattr(_ext.load(), f"{name}_{backend}")
 
 

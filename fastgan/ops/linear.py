@@ -1,24 +1,27 @@
 """x @ weight.T + bias, as F.linear, with the CPU backend's float32 products on oneDNN.
 
 torch's CPU GEMMs (nn.Linear, torch.mm) call MKL's sgemm, which takes AVX2 code on non-Intel CPUs; oneDNN,
-which torch also ships, chooses by the CPU's features and ran the paper's shapes ~2x faster on our AMD EPYC
-(csrc/cpu/dense_linear.h has the figures, BENCHMARKS.md the benchmark). The CPU kernels' own tiles
-(maxout_linear, parzen) use the same C++ routine.
+which torch also ships, chooses by the CPU's features and ran the paper's shapes ~2x faster on an AMD Zen 5
+with AVX-512, but slower than MKL on an AVX2-only AMD EPYC (BENCHMARKS.md). So the library is measured once per
+process (fastgan.backends.cpu_gemm), and "auto" runs plain F.linear wherever it is the faster. The CPU kernels'
+own tiles (maxout_linear, parzen) use the same C++ routine and library.
 
 On the "cpu" backend this is the custom op fastgan::linear (forward, and backward through the same op:
 grad_x = grad @ weight, grad_weight = grad.T @ x, each a linear on transposed views read in place). The
 other backends run F.linear: on a GPU, cuBLAS is already the GEMM to use.
 """
 import math
+import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import FusedOp, check_same, check_tensor, compiled, pick_backend
+from .. import backends
+from ._common import FusedOp, check_same, check_tensor, compiled, needs_grad, pick_backend
 
-__all__ = ["linear"]
+__all__ = ["linear", "takes_f_linear"]
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -47,11 +50,47 @@ def _linear_grad(ctx, grad):
 linear_op = FusedOp("fastgan::linear", _linear, _linear_fake, _linear_setup_context, _linear_grad)
 
 
+# (rows rounded up to a power of 2, in, out, grad, threads) -> whether the op beats F.linear there
+_faster_than_f_linear = {}
+
+
+def _op_is_faster(rows: int, n_in: int, n_out: int, grad: bool) -> bool:
+    """Whether fastgan's op (oneDNN, through the custom op) beats plain F.linear (MKL) at this shape, forward and
+    backward when `grad`: measured once per shape, interleaved. Small layers lose to the op's call overhead,
+    and where MKL is the CPU's faster GEMM (backends.cpu_gemm) the op never wins."""
+    key = (1 << max(rows - 1, 0).bit_length(), n_in, n_out, grad, torch.get_num_threads())
+    if key not in _faster_than_f_linear:
+        if backends.cpu_gemm() != "onednn":
+            _faster_than_f_linear[key] = False
+        else:
+            x = torch.full((key[0], n_in), 0.5, requires_grad=grad)
+            w = torch.full((n_out, n_in), 0.25, requires_grad=grad)
+
+            def run(fn):
+                def call():
+                    y = fn(x, w, None)
+                    if grad:
+                        torch.autograd.grad(y, (x, w), torch.ones_like(y))
+                return call
+
+            with torch.enable_grad():
+                times = {fn: 0.0 for fn in (linear_op, F.linear)}
+                for _ in range(5):
+                    for fn in times:
+                        run(fn)()
+                        times[fn] += backends._median_seconds(run(fn), 3)
+            # F.linear is what the user had: the op must win by 5% to be taken
+            _faster_than_f_linear[key] = times[linear_op] < 0.95 * times[F.linear]
+    return _faster_than_f_linear[key]
+
+
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: str = "auto") -> Tensor:
     """F.linear(x, weight, bias): x [..., in], weight [out, in], bias [out] or None -> [..., out].
 
-    backend "cpu" (what "auto" picks for CPU tensors) runs float32 through oneDNN and float64 through
-    at::addmm; the other backends, half precision on the CPU and calls under torch.func transforms run F.linear.
+    backend "cpu" runs fastgan's op: float32 through the CPU's faster GEMM library (oneDNN or MKL, measured once:
+    fastgan.backends.cpu_gemm) and float64 through at::addmm. "auto" takes it for CPU float32 tensors only
+    at shapes where it was measured faster than F.linear, fastgan's or anyone's; everything else (other
+    backends, half precision and float64 on the CPU, calls under torch.func transforms) runs F.linear.
     Raises TypeError/ValueError naming the argument for a wrong type, dtype, device or shape.
     """
     check_tensor(x, "x")
@@ -66,9 +105,21 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend:
             raise ValueError(f"bias must be [{weight.shape[0]}] (weight's rows), got shape {tuple(bias.shape)}")
     named = {"x": x, "weight": weight, **({"bias": bias} if bias is not None else {})}
     check_same(list(named.values()), list(named))
+    if takes_f_linear(x, weight, backend):
+        return F.linear(x, weight, bias)
+    rows = math.prod(x.shape[:-1])  # not -1: in_features may be 0
+    y = linear_op(x.reshape(rows, x.shape[-1]), weight, bias)
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def takes_f_linear(x: Tensor, weight: Tensor, backend: str = "auto") -> bool:
+    """Whether linear(x, weight, ..., backend=backend) runs plain F.linear (valid x and weight)."""
     if pick_backend(backend, x.device, x.dtype) != "cpu" or torch._C._functorch.peek_interpreter_stack() is not None:
         # under torch.func transforms (grad, jacrev, vmap; the fused custom ops do not support them) F.linear,
         # so a generator made of these layers still works there as one of nn.Linear does
-        return F.linear(x, weight, bias)
-    y = linear_op(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias)  # not -1: in_features may be 0
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+        return True
+    # (tracers see the op as before: a measurement has no place in a graph)
+    auto = (backend == "auto" and os.getenv("FASTGAN_BACKEND", "auto") == "auto" and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing())
+    return auto and (x.dtype != torch.float32 or not _op_is_faster(math.prod(x.shape[:-1]), weight.shape[1],
+                                                                  weight.shape[0], needs_grad(x, weight)))
