@@ -5,6 +5,7 @@ the choice of GEMM library is worth. GPU runs skip the fused provider: there fas
 
     python benchmarks/report.py --out linear.md -k linear
     python benchmarks/bench_linear.py [rounds]   # interleaved: GMAC/s per layer on one thread
+    python benchmarks/bench_linear.py [rounds] --modules   # nn.Linear against fastgan.nn.Linear, interleaved
 """
 import statistics
 import sys
@@ -94,5 +95,38 @@ def interleaved(rounds):
         print(f"| {n_in} → {n_out} | " + " | ".join(cells) + f" | {med['eager'] / med['fused-cpu']:.2f}× |")
 
 
+# The layers of the MLP GAN that GAN collections write (benchmarks/bench_dropin.py) at its batch of 64, and G's
+MODULE_SHAPES = [(64, 100, 128), (64, 128, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 784), (64, 784, 512),
+                 (64, 512, 256), (64, 256, 1), (100, 100, 1200), (100, 1200, 1200), (100, 1200, 784)]
+
+
+def modules_interleaved(rounds):
+    """nn.Linear against fastgan.nn.Linear with the same weights, fwd+bwd, at the drop-in shapes."""
+    import fastgan
+
+    print(f"nn.Linear vs fastgan.nn.Linear fwd+bwd, {DEVICE}, {torch.get_num_threads()} threads, wall time, median "
+          f"of {rounds} interleaved rounds; CPU GEMM route: {fastgan.backends.cpu_gemm()}\n")
+    print("| batch x in -> out | nn.Linear | fastgan.nn.Linear | ratio |\n|---|---|---|---|")
+    for rows, n_in, n_out in MODULE_SHAPES:
+        plain = torch.nn.Linear(n_in, n_out).to(DEVICE)
+        ours = fastgan.nn.Linear(n_in, n_out).to(DEVICE)
+        ours.load_state_dict(plain.state_dict())
+        x = torch.randn(rows, n_in, device=DEVICE, requires_grad=True)
+        reps = min(200, max(3, int(2e7 // (3 * rows * n_in * n_out))))
+        times = {"plain": [], "ours": []}
+        for _ in range(rounds):
+            for name, module in (("plain", plain), ("ours", ours)):
+                module(x).sum().backward()
+                start = time.perf_counter()
+                for _ in range(reps):
+                    module(x).sum().backward()
+                times[name].append((time.perf_counter() - start) / reps)
+        a, b = statistics.median(times["plain"]), statistics.median(times["ours"])
+        print(f"| {rows} x {n_in} -> {n_out} | {a * 1e6:.0f} us | {b * 1e6:.0f} us | {a / b:.2f}x |")
+
+
 if __name__ == "__main__":
-    interleaved(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    if "--modules" in sys.argv:
+        modules_interleaved(int(sys.argv[1]) if sys.argv[1:2] != ["--modules"] else 7)
+    else:
+        interleaved(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
