@@ -1,6 +1,7 @@
 """Command line for fastgan and the paper's experiments.
 
   python -m fastgan info                                   versions, and which backends run here
+  python -m fastgan selftest [--device cuda]               every backend against the float64 reference, here
   python -m fastgan train --preset mnist-quick             train (Algorithm 1), print the Parzen LL, write samples.png
       presets: mnist-quick, mnist-paper, mnist-conv, fashion-mnist-{mlp,conv}, cifar10-{mlp,conv}; --compile
   python -m fastgan evaluate runs/mnist-quick/checkpoint.pt   Parzen LL +- SE with the sigma curve (Table 1)
@@ -20,12 +21,12 @@ import argparse
 import os
 import sys
 
-from . import evaluate, info, interpolate, reconstruct, sample, semisupervised, toy, train
+from . import evaluate, info, interpolate, reconstruct, sample, selftest, semisupervised, toy, train
 from .common import EXIT_BAD_INPUT, Parser, UserError
 
 # Each command is a module with HELP, add_arguments(parser) and run(args) -> exit code.
 COMMANDS = {"info": info, "train": train, "evaluate": evaluate, "sample": sample, "interpolate": interpolate,
-            "reconstruct": reconstruct, "semisupervised": semisupervised, "toy": toy}
+            "reconstruct": reconstruct, "semisupervised": semisupervised, "toy": toy, "selftest": selftest}
 
 
 def _parser() -> Parser:
