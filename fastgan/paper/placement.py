@@ -20,11 +20,6 @@ class Placement:
         self.rank = dist.get_rank() if distributed else 0
         self.world_size = dist.get_world_size() if distributed else 1
 
-    @property
-    def leader(self) -> bool:
-        """Whether this process prints, and writes checkpoints and figures."""
-        return self.rank == 0
-
     def shard(self, batch):
         """This rank's contiguous rows of a global batch (None stays None)."""
         if self.world_size == 1 or batch is None:
