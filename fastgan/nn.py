@@ -69,10 +69,13 @@ class Linear(torch.nn.Linear):
         w = self.weight
         kind = (x.shape, x.dtype, x.device, x.requires_grad, w.shape, w.dtype, w.device, w.requires_grad,
                 torch.is_grad_enabled(), torch._C._functorch.peek_interpreter_stack() is None, torch.get_num_threads())
-        plain = self._f_linear.get(kind)
+        routes = self.__dict__.setdefault("_f_linear", {})  # (a module unpickled from before it existed has none)
+        plain = routes.get(kind)
         if plain is None:
             y = linear(x, w, self.bias, backend=self.backend)  # checks the arguments
-            self._f_linear[kind] = takes_f_linear(x, w, self.backend)
+            if len(routes) >= 256:  # inputs of ever new shapes: keep the table small
+                routes.clear()
+            routes[kind] = takes_f_linear(x, w, self.backend)
             return y
         return F.linear(x, w, self.bias) if plain else linear(x, w, self.bias, backend=self.backend)
 
