@@ -152,7 +152,8 @@ def figure1(path: Union[str, Path], seed: int = 0, backend: str = "auto", batch:
     # a busy 2-core machine), so the game runs on one.
     torch.set_num_threads(1)
     try:
-        panels = _play(seed, backend, batch, g_updates, d_steps)
+        with torch.random.fork_rng(devices=[]):  # the game seeds its own stream; the caller's RNG is left as it was
+            panels = _play(seed, backend, batch, g_updates, d_steps)
     finally:
         torch.set_num_threads(threads)
     _draw(panels, Path(path))
