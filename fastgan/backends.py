@@ -92,16 +92,23 @@ _resolve._dynamo_marked_constant = True
 _cpu_gemm = None  # "onednn" or "mkl", once measured
 
 
-def _median_seconds(fn, rounds):
+def interleaved_seconds(calls, rounds=5):
+    """For each of `calls`, its time summed over `rounds` rounds that run every call in turn: a warm-up run, then
+    the median of 3 (interleaving keeps a shared machine's slow moments from landing on one call)."""
     import statistics
     import time
 
-    times = []
+    totals = [0.0] * len(calls)
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for i, call in enumerate(calls):
+            call()
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            totals[i] += statistics.median(times)
+    return totals
 
 
 def _measure_cpu_gemm(ext) -> str:
@@ -109,18 +116,16 @@ def _measure_cpu_gemm(ext) -> str:
     gradient on transposed views, 200 x 784 x 1200 (the paper's D step), timed both ways, interleaved."""
     x, w, g = torch.full((200, 784), 0.5), torch.full((1200, 784), 0.25), torch.full((200, 1200), 0.125)
 
-    def products():
-        ext.linear_cpu(x, w, None)
-        ext.linear_cpu(g.t(), x.t(), None)
-
-    totals = {True: 0.0, False: 0.0}
-    for _ in range(5):
-        for onednn in (True, False):
+    def products(onednn):
+        def call():
             ext.set_linear_onednn(onednn)
-            products()  # warm: oneDNN creates its primitive on first use
-            totals[onednn] += _median_seconds(products, 3)
+            ext.linear_cpu(x, w, None)
+            ext.linear_cpu(g.t(), x.t(), None)
+        return call
+
+    onednn, mkl = interleaved_seconds([products(True), products(False)])
     # MKL is torch's own default: oneDNN must win by 3% to be taken
-    return "onednn" if totals[True] < 0.97 * totals[False] else "mkl"
+    return "onednn" if onednn < 0.97 * mkl else "mkl"
 
 
 def cpu_gemm() -> str:

@@ -74,13 +74,9 @@ def _op_is_faster(rows: int, n_in: int, n_out: int, grad: bool) -> bool:
                 return call
 
             with torch.enable_grad():
-                times = {fn: 0.0 for fn in (linear_op, F.linear)}
-                for _ in range(5):
-                    for fn in times:
-                        run(fn)()
-                        times[fn] += backends._median_seconds(run(fn), 3)
+                op, plain = backends.interleaved_seconds([run(linear_op), run(F.linear)])
             # F.linear is what the user had: the op must win by 5% to be taken
-            _faster_than_f_linear[key] = times[linear_op] < 0.95 * times[F.linear]
+            _faster_than_f_linear[key] = op < 0.95 * plain
     return _faster_than_f_linear[key]
 
 

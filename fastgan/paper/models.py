@@ -124,6 +124,7 @@ class Generator(nn.Module):
                  backend: str = "auto"):
         super().__init__()
         self.noise_dim, self.num_classes, self.data_dim = noise_dim, num_classes, data_dim
+        self.image_shape = tuple(image_shape) if image_shape is not None else None  # (C, H, W) of a row, for pictures
         sizes = [noise_dim + num_classes, *hidden]
         if conv_channels:
             _check_image_shape(image_shape, data_dim)

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from . import checkpoint
 from .data import MNIST_CLASSES
 from .evaluate import generator_log_likelihood
 from .models import ModelConfig, build_models
@@ -20,11 +19,11 @@ __all__ = ["RESULTS_NAME", "settings", "train_run"]
 RESULTS_NAME = "results.json"
 
 
-def settings(preset: str, state: Optional[dict], conditional: bool, overrides: dict):
-    """(ModelConfig, TrainConfig) of a new run of `preset`, or of a resumed run's checkpoint `state`, with the
-    TrainConfig fields in `overrides` replaced."""
-    if state is not None:
-        model_config, train_config = checkpoint.configs(state)
+def settings(preset: str, resumed: Optional[tuple], conditional: bool, overrides: dict):
+    """(ModelConfig, TrainConfig) of a new run of `preset`, or of a resumed run (`resumed`: its checkpoint's
+    configs, checkpoint.configs), with the TrainConfig fields in `overrides` replaced."""
+    if resumed is not None:
+        model_config, train_config = resumed
     else:
         model_config, train_config = PRESETS[preset]
         if conditional:

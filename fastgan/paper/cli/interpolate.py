@@ -20,10 +20,9 @@ def run(args) -> int:
     from .. import checkpoint
     from ..viz import interpolation_figure
 
-    state, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
+    _, generator, _ = checkpoint.load_models(args.checkpoint, "torch")
     out = writable_file(args.out, "--out")
-    model_config, _ = checkpoint.configs(state, args.checkpoint)
     figure = interpolation_figure(generator, out, rows=args.rows, steps=args.steps, seed=args.seed,
-                                  image_shape=model_config.image_shape)
+                                  image_shape=generator.image_shape)
     print(f"wrote {figure}")
     return 0

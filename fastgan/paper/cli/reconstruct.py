@@ -45,8 +45,7 @@ def run(args) -> int:
     baseline = (splits.train.images.mean(0) - test.images).square().mean().item()
     print(f"reconstruction error |G(E(x)) - x|^2 per pixel on the {len(test.images)} test digits: {error:.4f} "
           f"(the mean training digit scores {baseline:.4f})")
-    model_config, _ = checkpoint.configs(state, args.checkpoint)
     figure = reconstruction_figure(test.images[:args.rows * 6], reconstructions[:args.rows * 6], out,
-                                   image_shape=model_config.image_shape)
+                                   image_shape=generator.image_shape)
     print(f"wrote {figure} (each test digit, then G(E(x))), {encoder_path}")
     return 0

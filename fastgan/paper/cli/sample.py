@@ -31,8 +31,7 @@ def run(args) -> int:
     if args.label is not None and args.label >= generator.num_classes:
         raise UserError(f"--class must be in 0..{generator.num_classes - 1}, got {args.label}")
     splits = checkpoint_data(args, state)
-    model_config, _ = checkpoint.configs(state, args.checkpoint)
     figure = generator_samples_figure(generator, splits.train.images, out, args.rows, args.cols, args.seed, args.label,
-                                      model_config.image_shape)
+                                      generator.image_shape)
     print(f"wrote {figure}")
     return 0

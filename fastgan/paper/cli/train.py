@@ -35,14 +35,15 @@ def add_arguments(parser):
 
 
 def _resume_state(args, checkpoint_path):
-    """The checkpoint to resume (None for a new run), after the checks that keep a run from being lost."""
+    """(state, (ModelConfig, TrainConfig)) of the checkpoint to resume, (None, None) for a new run, after the
+    checks that keep a run from being lost."""
     from .. import checkpoint
 
     if not args.resume:
         if checkpoint_path.exists():
             raise UserError(f"--out {checkpoint_path.parent}: a run is already there ({checkpoint_path}); pass "
                             "--resume to continue it, or choose another --out")
-        return None
+        return None, None
     if not checkpoint_path.exists():
         raise UserError(f"--resume: nothing to resume, {checkpoint_path} does not exist (train without --resume "
                         "first, or give the run's --out)")
@@ -54,7 +55,7 @@ def _resume_state(args, checkpoint_path):
     if args.optimizer not in (None, train_config.optimizer):
         raise UserError(f"--optimizer: {checkpoint_path} was trained with {train_config.optimizer}: --optimizer "
                         "cannot change it (the optimizer's state would not fit)")
-    return state
+    return state, (model_config, train_config)
 
 
 def run(args) -> int:
@@ -62,12 +63,12 @@ def run(args) -> int:
     from ..train import CHECKPOINT_NAME, TrainingDiverged
 
     out = writable_dir(args.out or Path("runs") / args.preset, "--out")
-    state = _resume_state(args, out / CHECKPOINT_NAME)
+    state, resumed = _resume_state(args, out / CHECKPOINT_NAME)
     overrides = {name: getattr(args, name) for name in ("k", "lr", "optimizer", "seed", "checkpoint_every",
                                                         "parzen_samples") if getattr(args, name) is not None}
     if args.saturating:
         overrides["saturating"] = True
-    model_config, train_config = runs.settings(args.preset, state, args.conditional, overrides)
+    model_config, train_config = runs.settings(args.preset, resumed, args.conditional, overrides)
     source = data_source(args, state)
     splits = load_data(train_config.dataset, source, args.cache_dir, model_config if state else None,
                        out / CHECKPOINT_NAME)
